@@ -1,0 +1,165 @@
+package credential
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// AccessToken is a bearer token and when it stops being valid.
+//
+// Token is reachable only by field access. Every fmt verb (AccessToken
+// implements [fmt.Formatter]), [log/slog] (LogValue) and [encoding/json]
+// (MarshalJSON) show a redacted form with the expiry, so that logging or
+// printing a token by mistake leaks nothing.
+type AccessToken struct {
+	Token     string
+	ExpiresOn time.Time // zero: never expires
+	RefreshOn time.Time // zero: the cache decides when to refresh
+}
+
+const redacted = "REDACTED"
+
+// String returns a redacted description of t.
+func (t AccessToken) String() string {
+	var b strings.Builder
+	b.WriteString("AccessToken{Token:")
+	if t.Token == "" {
+		b.WriteString(`""`)
+	} else {
+		b.WriteString(redacted)
+	}
+	b.WriteString(" ExpiresOn:")
+	writeTime(&b, t.ExpiresOn)
+	if !t.RefreshOn.IsZero() {
+		b.WriteString(" RefreshOn:")
+		writeTime(&b, t.RefreshOn)
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+func writeTime(b *strings.Builder, t time.Time) {
+	if t.IsZero() {
+		b.WriteString("never")
+		return
+	}
+	b.WriteString(t.UTC().Format(time.RFC3339))
+}
+
+// GoString returns the same redacted description as String, for %#v.
+func (t AccessToken) GoString() string { return "credential." + t.String() }
+
+// Format implements [fmt.Formatter] so that no verb, flag or width can print
+// the token: %v, %+v, %s, %q, %x and the rest all show the redacted form.
+func (t AccessToken) Format(f fmt.State, verb rune) {
+	s := t.String()
+	switch {
+	case verb == 'v' && f.Flag('#'):
+		s = t.GoString()
+	case verb == 'q':
+		s = fmt.Sprintf("%q", s)
+	}
+	_, _ = io.WriteString(f, s)
+}
+
+// LogValue implements [slog.LogValuer]: the token is replaced by REDACTED.
+func (t AccessToken) LogValue() slog.Value {
+	attrs := []slog.Attr{slog.String("token", redactedOrEmpty(t.Token))}
+	if !t.ExpiresOn.IsZero() {
+		attrs = append(attrs, slog.Time("expires_on", t.ExpiresOn))
+	}
+	if !t.RefreshOn.IsZero() {
+		attrs = append(attrs, slog.Time("refresh_on", t.RefreshOn))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+func redactedOrEmpty(s string) string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// MarshalJSON implements [json.Marshaler] with the token redacted. An
+// AccessToken therefore does not survive a JSON round trip: tokens are not
+// meant to be persisted through this type.
+func (t AccessToken) MarshalJSON() ([]byte, error) {
+	v := struct {
+		Token     string     `json:"token"`
+		ExpiresOn *time.Time `json:"expires_on,omitempty"`
+		RefreshOn *time.Time `json:"refresh_on,omitempty"`
+	}{Token: redactedOrEmpty(t.Token)}
+	if !t.ExpiresOn.IsZero() {
+		v.ExpiresOn = &t.ExpiresOn
+	}
+	if !t.RefreshOn.IsZero() {
+		v.RefreshOn = &t.RefreshOn
+	}
+	return json.Marshal(v)
+}
+
+// TokenCredential fetches tokens for a scope.
+//
+// GetToken must be safe for concurrent use and must honour ctx: return soon
+// after ctx is done. The transport calls it from a single goroutine at a time
+// per scope, with a context that carries its own deadline, but other users of
+// a credential may not.
+type TokenCredential interface {
+	GetToken(ctx context.Context, scope string) (AccessToken, error)
+}
+
+// Func adapts an ordinary function to a [TokenCredential].
+type Func func(ctx context.Context, scope string) (AccessToken, error)
+
+// GetToken calls f(ctx, scope).
+func (f Func) GetToken(ctx context.Context, scope string) (AccessToken, error) {
+	return f(ctx, scope)
+}
+
+// Static returns a credential that always returns token, which never
+// expires. It suits API keys used as bearer tokens and tests. The token is
+// held in a closure so that printing the credential cannot show it.
+func Static(token string) TokenCredential {
+	return Func(func(ctx context.Context, _ string) (AccessToken, error) {
+		if err := ctx.Err(); err != nil {
+			return AccessToken{}, err
+		}
+		return AccessToken{Token: token}, nil
+	})
+}
+
+// FromTokenSource adapts any [oauth2.TokenSource] (Google service accounts,
+// GitHub apps, the JWT bearer grant, ...) to a [TokenCredential].
+//
+// The source's own scopes apply; scope is ignored. A TokenSource takes no
+// context, so ctx is checked before the call only; the transport still bounds
+// the wait with its FetchTimeout. Errors of the source are returned unchanged.
+// A token whose type is not Bearer is refused, since it cannot be sent as a
+// bearer token.
+func FromTokenSource(ts oauth2.TokenSource) TokenCredential {
+	return Func(func(ctx context.Context, _ string) (AccessToken, error) {
+		if err := ctx.Err(); err != nil {
+			return AccessToken{}, err
+		}
+		tok, err := ts.Token()
+		if err != nil {
+			return AccessToken{}, err
+		}
+		if tok == nil || tok.AccessToken == "" {
+			return AccessToken{}, errors.New("credential: token source returned no access token")
+		}
+		if typ := tok.Type(); !strings.EqualFold(typ, "Bearer") {
+			return AccessToken{}, fmt.Errorf("credential: token source returned a token of type %q, not Bearer", typ)
+		}
+		return AccessToken{Token: tok.AccessToken, ExpiresOn: tok.Expiry}, nil
+	})
+}
