@@ -1,0 +1,386 @@
+package tokencache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/proxyauth/proxyauth/credential"
+)
+
+// Defaults and limits of the refresh and backoff policy.
+const (
+	DefaultRefreshBefore = 5 * time.Minute
+	DefaultFetchTimeout  = 30 * time.Second
+
+	maxMargin    = 30 * time.Second
+	firstBackoff = time.Second
+	maxBackoff   = 30 * time.Second
+)
+
+// Fetcher fetches a new token. ctx is detached from every caller of Get and
+// carries the fetch timeout.
+type Fetcher func(ctx context.Context) (credential.AccessToken, error)
+
+// Options configure a Cache. The zero value of each field selects its default.
+type Options struct {
+	RefreshBefore time.Duration    // zero: DefaultRefreshBefore
+	FetchTimeout  time.Duration    // zero: DefaultFetchTimeout
+	Now           func() time.Time // nil: time.Now
+	Logger        *slog.Logger     // nil: no logs
+}
+
+// Entry is an immutable cached token. Entries are never modified after they
+// are published, so readers need no lock.
+type Entry struct {
+	Token credential.AccessToken
+	// Header is "Bearer " + Token.Token, built once per token so that the
+	// request path does not concatenate strings.
+	Header string
+	// HeaderValue is []string{Header}, shared by every request that carries
+	// this token, so that setting the header allocates nothing. It must not
+	// be modified; a RoundTripper may not modify request headers anyway.
+	HeaderValue []string
+
+	refreshAt   time.Time // the refresh point
+	usableUntil time.Time
+	never       bool // ExpiresOn was zero: never refreshed, never unusable
+}
+
+// RefreshAt returns when the cache starts refreshing the token in the
+// background. It is zero for a token that never expires.
+func (e *Entry) RefreshAt() time.Time { return e.refreshAt }
+
+// UsableUntil returns the last moment the cache hands the token out. It is
+// zero for a token that never expires.
+func (e *Entry) UsableUntil() time.Time { return e.usableUntil }
+
+// String describes the entry without the token.
+func (e *Entry) String() string {
+	return fmt.Sprintf("tokencache.Entry{Token:%v RefreshAt:%v UsableUntil:%v}", e.Token, e.refreshAt, e.usableUntil)
+}
+
+// Format keeps every fmt verb from printing Header, which holds the token.
+func (e *Entry) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(e.String())) }
+
+// Cache holds one token and keeps it fresh. It is safe for concurrent use.
+//
+// A caller of Get gets, by state of the cached token:
+//   - fresh (before the refresh point): the token at once, without a lock
+//     or an allocation;
+//   - refreshing (from the refresh point until usable-until): the token at
+//     once, while one background fetch runs, unless one runs already or one
+//     failed less than a backoff ago;
+//   - missing or unusable: the result of the one shared fetch, or its own
+//     ctx's error if ctx ends first;
+//   - missing after a recent failure: that failure at once, until the
+//     backoff (1 s doubling to 30 s, reset by a success) has passed.
+type Cache struct {
+	fetch         Fetcher
+	refreshBefore time.Duration
+	fetchTimeout  time.Duration
+	now           func() time.Time
+	log           *slog.Logger
+
+	cur       atomic.Pointer[Entry]
+	sf        singleflight.Group
+	bgRunning atomic.Bool  // a background refresh is in flight
+	nextTry   atomic.Int64 // UnixNano before which no fetch starts; 0: no failure
+
+	mu       sync.Mutex // guards lastErr and failures
+	lastErr  error      // the cause of the last failed fetch, nil after a success
+	failures int        // consecutive failed fetches
+
+	fetches     atomic.Int64
+	fetchErrors atomic.Int64
+}
+
+// New returns a cache that fetches with fetch.
+func New(fetch Fetcher, opts Options) *Cache {
+	c := &Cache{
+		fetch:         fetch,
+		refreshBefore: opts.RefreshBefore,
+		fetchTimeout:  opts.FetchTimeout,
+		now:           opts.Now,
+		log:           opts.Logger,
+	}
+	if c.refreshBefore <= 0 {
+		c.refreshBefore = DefaultRefreshBefore
+	}
+	if c.fetchTimeout <= 0 {
+		c.fetchTimeout = DefaultFetchTimeout
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	return c
+}
+
+// Get returns a usable token entry. The returned entry must not be modified.
+func (c *Cache) Get(ctx context.Context) (*Entry, error) {
+	e := c.cur.Load()
+	if e != nil && e.never {
+		return e, nil
+	}
+	now := c.now()
+	if e != nil && now.Before(e.refreshAt) {
+		return e, nil
+	}
+	return c.slow(ctx, e, now)
+}
+
+func (c *Cache) slow(ctx context.Context, e *Entry, now time.Time) (*Entry, error) {
+	if e != nil && now.Before(e.usableUntil) {
+		c.refreshInBackground(now)
+		return e, nil
+	}
+	if err := c.backoffErr(now); err != nil {
+		return nil, err
+	}
+	ch := c.sf.DoChan("", c.doFetch)
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*Entry), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for a token: %w", context.Cause(ctx))
+	}
+}
+
+func (c *Cache) refreshInBackground(now time.Time) {
+	if now.UnixNano() < c.nextTry.Load() || !c.bgRunning.CompareAndSwap(false, true) {
+		return
+	}
+	if c.log != nil {
+		c.log.Debug("proxyauth: refreshing token in the background")
+	}
+	ch := c.sf.DoChan("", c.doFetch)
+	go func() {
+		// The channel is buffered, so the flag is cleared when the fetch
+		// ends, whoever started it.
+		<-ch
+		c.bgRunning.Store(false)
+	}()
+}
+
+// backoffErr returns the error that a caller without a usable token gets
+// while the backoff after a failed fetch runs, or nil when a fetch may start.
+func (c *Cache) backoffErr(now time.Time) error {
+	next := c.nextTry.Load()
+	if next == 0 || now.UnixNano() >= next {
+		return nil
+	}
+	c.mu.Lock()
+	cause, failures := c.lastErr, c.failures
+	c.mu.Unlock()
+	if cause == nil {
+		return nil
+	}
+	return &FetchError{Err: cause, Failures: failures, NextTry: time.Unix(0, next), now: now}
+}
+
+// doFetch runs inside the singleflight group: at most one runs at a time.
+func (c *Cache) doFetch() (any, error) {
+	now := c.now()
+	// A caller that saw no fresh token may get here just after another
+	// fetch stored one, or while the backoff runs: no credential call then.
+	if e := c.cur.Load(); e != nil && (e.never || now.Before(e.refreshAt)) {
+		return e, nil
+	}
+	if err := c.backoffErr(now); err != nil {
+		return nil, err
+	}
+
+	c.fetches.Add(1)
+	ctx, cancel := context.WithTimeout(context.Background(), c.fetchTimeout)
+	type result struct {
+		tok credential.AccessToken
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		tok, err := c.fetch(ctx)
+		done <- result{tok, err}
+	}()
+
+	select {
+	case r := <-done:
+		cancel()
+		return c.settle(r.tok, r.err)
+	case <-ctx.Done():
+		// The credential ignores its context. Callers are released now; a
+		// token that still arrives is cached, since it is as good as any.
+		go func() {
+			r := <-done
+			cancel()
+			if r.err != nil {
+				return
+			}
+			now := c.now()
+			if cur := c.cur.Load(); cur != nil && (cur.never || now.Before(cur.usableUntil)) {
+				return // a later fetch won
+			}
+			if e, err := c.entryFor(r.tok, now); err == nil {
+				c.store(e)
+			}
+		}()
+		return c.settle(credential.AccessToken{}, fmt.Errorf("credential did not answer within the fetch timeout of %v: %w", c.fetchTimeout, context.DeadlineExceeded))
+	}
+}
+
+// settle records the outcome of one credential call.
+func (c *Cache) settle(tok credential.AccessToken, err error) (*Entry, error) {
+	now := c.now()
+	var e *Entry
+	if err == nil {
+		e, err = c.entryFor(tok, now)
+	}
+	if err != nil {
+		return nil, c.fail(err, now)
+	}
+	c.store(e)
+	if c.log != nil {
+		c.log.Debug("proxyauth: token fetched", "expires_on", tok.ExpiresOn, "refresh_at", e.refreshAt)
+	}
+	return e, nil
+}
+
+func (c *Cache) store(e *Entry) {
+	c.mu.Lock()
+	c.lastErr, c.failures = nil, 0
+	c.nextTry.Store(0)
+	c.mu.Unlock()
+	c.cur.Store(e)
+}
+
+func (c *Cache) fail(cause error, now time.Time) error {
+	c.fetchErrors.Add(1)
+	c.mu.Lock()
+	c.failures++
+	backoff := firstBackoff << min(c.failures-1, 5)
+	backoff = min(backoff, maxBackoff)
+	next := now.Add(backoff)
+	c.lastErr = cause
+	c.nextTry.Store(next.UnixNano())
+	failures := c.failures
+	c.mu.Unlock()
+	if c.log != nil {
+		c.log.Warn("proxyauth: token fetch failed", "error", cause.Error(), "failures", failures, "retry_in", backoff)
+	}
+	return &FetchError{Err: cause, Failures: failures, NextTry: next, now: now}
+}
+
+// entryFor checks a fetched token and works out its refresh point and
+// usable-until time.
+func (c *Cache) entryFor(tok credential.AccessToken, now time.Time) (*Entry, error) {
+	if tok.Token == "" {
+		return nil, ErrEmptyToken
+	}
+	if !validToken(tok.Token) {
+		return nil, ErrInvalidToken
+	}
+	h := "Bearer " + tok.Token
+	e := &Entry{Token: tok, Header: h, HeaderValue: []string{h}}
+	if tok.ExpiresOn.IsZero() {
+		e.never = true
+		return e, nil
+	}
+	if !now.Before(tok.ExpiresOn) {
+		return nil, &ExpiredError{ExpiresOn: tok.ExpiresOn, Now: now}
+	}
+	e.refreshAt, e.usableUntil = Schedule(now, tok.ExpiresOn, tok.RefreshOn, c.refreshBefore)
+	return e, nil
+}
+
+// Schedule returns the refresh point and the usable-until time of a token
+// fetched at f that expires at exp (after f).
+//
+// refreshOn is taken as it is when it lies after f and before usable-until:
+// the issuer knows best. A refreshOn outside that range would make every
+// request start a fetch, or make callers wait for one, so the default rule
+// applies instead: exp-refreshBefore, but never before the half-life.
+// Usable-until is exp minus a margin of 30 s, but never more than a tenth of
+// the lifetime, so that short-lived tokens stay usable for most of it.
+func Schedule(f, exp, refreshOn time.Time, refreshBefore time.Duration) (refreshAt, usableUntil time.Time) {
+	life := exp.Sub(f)
+	usableUntil = exp.Add(-min(maxMargin, life/10))
+	if refreshOn.After(f) && refreshOn.Before(usableUntil) {
+		return refreshOn, usableUntil
+	}
+	refreshAt = exp.Add(-refreshBefore)
+	if half := f.Add(life / 2); refreshAt.Before(half) {
+		refreshAt = half
+	}
+	return refreshAt, usableUntil
+}
+
+// validToken reports whether s can go into an Authorization header as it is:
+// visible ASCII only, so that a token can neither break the header nor be
+// rejected by net/http with its value in the message.
+func validToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// Invalidate drops the cached token if it is still token. A request that was
+// refused with an older token must not throw away a newer one.
+func (c *Cache) Invalidate(token string) {
+	e := c.cur.Load()
+	if e != nil && e.Token.Token == token {
+		c.cur.CompareAndSwap(e, nil)
+	}
+}
+
+// Stats returns how many times the credential was called and how many of
+// those calls failed.
+func (c *Cache) Stats() (fetches, fetchErrors int64) {
+	return c.fetches.Load(), c.fetchErrors.Load()
+}
+
+// ErrEmptyToken and ErrInvalidToken describe unusable fetch results; the
+// token itself is never part of an error.
+var (
+	ErrEmptyToken   = errors.New("credential returned an empty token")
+	ErrInvalidToken = errors.New("credential returned a token with characters that cannot go into an HTTP header")
+)
+
+// ExpiredError is returned when a credential hands out a token that has
+// already expired, typically because of clock skew or a stale cache.
+type ExpiredError struct {
+	ExpiresOn time.Time
+	Now       time.Time
+}
+
+func (e *ExpiredError) Error() string {
+	return fmt.Sprintf("credential returned a token that expired at %s, %v before it was received",
+		e.ExpiresOn.UTC().Format(time.RFC3339), e.Now.Sub(e.ExpiresOn).Round(time.Millisecond))
+}
+
+// FetchError is a failed token fetch: the cause, and when the cache tries
+// again. Err is reachable with errors.Is and errors.As.
+type FetchError struct {
+	Err      error
+	Failures int       // consecutive failed fetches
+	NextTry  time.Time // no fetch starts before this
+	now      time.Time // when the error was handed out
+}
+
+func (e *FetchError) Error() string {
+	wait := e.NextTry.Sub(e.now).Round(time.Millisecond)
+	return fmt.Sprintf("token fetch failed (%d in a row; next try in %v, at %s): %v",
+		e.Failures, wait, e.NextTry.UTC().Format("15:04:05.000Z"), e.Err)
+}
+
+func (e *FetchError) Unwrap() error { return e.Err }

@@ -1,0 +1,452 @@
+package tokencache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/proxyauth/proxyauth/credential"
+	"github.com/proxyauth/proxyauth/internal/testutil"
+)
+
+var errBoom = errors.New("identity provider says no")
+
+// source is a credential under the test's control: each call gets its
+// number (from 1) and returns what fn returns for it.
+type source struct {
+	calls atomic.Int64
+	fn    func(ctx context.Context, n int64) (credential.AccessToken, error)
+}
+
+func (s *source) fetch(ctx context.Context) (credential.AccessToken, error) {
+	return s.fn(ctx, s.calls.Add(1))
+}
+
+// lifetime returns a source whose n-th token is "tok-n", valid for life
+// from clk's now.
+func lifetime(clk *testutil.Clock, life time.Duration) *source {
+	return &source{fn: func(_ context.Context, n int64) (credential.AccessToken, error) {
+		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(life)}, nil
+	}}
+}
+
+func newCache(src *source, clk *testutil.Clock) *Cache {
+	return New(src.fetch, Options{Now: clk.Now})
+}
+
+func mustGet(t *testing.T, c *Cache) *Entry {
+	t.Helper()
+	e, err := c.Get(context.Background())
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	return e
+}
+
+func waitIdle(t *testing.T, c *Cache) {
+	t.Helper()
+	testutil.Eventually(t, "background refresh to end", func() bool { return !c.bgRunning.Load() })
+}
+
+func TestSchedule(t *testing.T) {
+	f := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	tests := []struct {
+		name          string
+		life          time.Duration
+		refreshOn     time.Duration // from f; zero: unset
+		wantRefresh   time.Duration // from f
+		wantUsableFor time.Duration // from f
+	}{
+		{"1s", time.Second, 0, 500 * time.Millisecond, 900 * time.Millisecond},
+		{"1s RefreshOn", time.Second, 300 * time.Millisecond, 300 * time.Millisecond, 900 * time.Millisecond},
+		{"10s", 10 * time.Second, 0, 5 * time.Second, 9 * time.Second},
+		{"10s RefreshOn", 10 * time.Second, 8 * time.Second, 8 * time.Second, 9 * time.Second},
+		{"60s", time.Minute, 0, 30 * time.Second, 54 * time.Second},
+		{"60s RefreshOn", time.Minute, 45 * time.Second, 45 * time.Second, 54 * time.Second},
+		{"1h", time.Hour, 0, 55 * time.Minute, time.Hour - 30*time.Second},
+		{"1h RefreshOn", time.Hour, 30 * time.Minute, 30 * time.Minute, time.Hour - 30*time.Second},
+		{"24h", 24 * time.Hour, 0, 24*time.Hour - 5*time.Minute, 24*time.Hour - 30*time.Second},
+		{"24h RefreshOn", 24 * time.Hour, 12 * time.Hour, 12 * time.Hour, 24*time.Hour - 30*time.Second},
+		// A RefreshOn that would refresh at once, or only after the token
+		// became unusable, falls back to the default rule.
+		{"1h RefreshOn in the past", time.Hour, -time.Minute, 55 * time.Minute, time.Hour - 30*time.Second},
+		{"1h RefreshOn after usable", time.Hour, time.Hour - 10*time.Second, 55 * time.Minute, time.Hour - 30*time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var refreshOn time.Time
+			if tt.refreshOn != 0 {
+				refreshOn = f.Add(tt.refreshOn)
+			}
+			gotRefresh, gotUsable := Schedule(f, f.Add(tt.life), refreshOn, DefaultRefreshBefore)
+			if want := f.Add(tt.wantRefresh); !gotRefresh.Equal(want) {
+				t.Errorf("refresh point = f+%v; want f+%v", gotRefresh.Sub(f), tt.wantRefresh)
+			}
+			if want := f.Add(tt.wantUsableFor); !gotUsable.Equal(want) {
+				t.Errorf("usable until = f+%v; want f+%v", gotUsable.Sub(f), tt.wantUsableFor)
+			}
+
+			// The cache follows the schedule: no fetch before the refresh
+			// point, a background one at it, and a waited-for one once the
+			// token is no longer usable.
+			clk := testutil.NewClock()
+			clk.Set(f)
+			src := &source{fn: func(_ context.Context, n int64) (credential.AccessToken, error) {
+				tok := credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: f.Add(tt.life)}
+				if n == 1 && !refreshOn.IsZero() {
+					tok.RefreshOn = refreshOn
+				}
+				if n > 1 {
+					tok.ExpiresOn = clk.Now().Add(tt.life)
+				}
+				return tok, nil
+			}}
+			c := newCache(src, clk)
+			mustGet(t, c)
+			clk.Set(gotRefresh.Add(-time.Nanosecond))
+			if e := mustGet(t, c); e.Token.Token != "tok-1" || src.calls.Load() != 1 {
+				t.Fatalf("just before the refresh point: got %s after %d calls; want tok-1 after 1", e.Token.Token, src.calls.Load())
+			}
+			clk.Set(gotRefresh)
+			if e := mustGet(t, c); e.Token.Token != "tok-1" {
+				t.Fatalf("at the refresh point: got %s; want tok-1 at once", e.Token.Token)
+			}
+			waitIdle(t, c)
+			if got := src.calls.Load(); got != 2 {
+				t.Fatalf("calls after the refresh point = %d; want 2", got)
+			}
+
+			// A fresh cache jumping straight past usable-until must wait.
+			c2 := newCache(lifetime(clk, tt.life), clk)
+			clk.Set(f)
+			first := mustGet(t, c2)
+			clk.Set(first.UsableUntil())
+			if e := mustGet(t, c2); e.Token.Token != "tok-2" {
+				t.Fatalf("at usable-until: got %s; want a newly fetched tok-2", e.Token.Token)
+			}
+		})
+	}
+}
+
+func TestNeverExpires(t *testing.T) {
+	clk := testutil.NewClock()
+	src := &source{fn: func(context.Context, int64) (credential.AccessToken, error) {
+		return credential.AccessToken{Token: "forever"}, nil
+	}}
+	c := newCache(src, clk)
+	mustGet(t, c)
+	clk.Advance(100 * 365 * 24 * time.Hour)
+	mustGet(t, c)
+	if got := src.calls.Load(); got != 1 {
+		t.Fatalf("calls = %d; want 1", got)
+	}
+	c.Invalidate("forever")
+	mustGet(t, c)
+	if got := src.calls.Load(); got != 2 {
+		t.Fatalf("calls after Invalidate = %d; want 2", got)
+	}
+}
+
+func TestFreshPathDoesNotAllocate(t *testing.T) {
+	clk := testutil.NewClock()
+	c := newCache(lifetime(clk, time.Hour), clk)
+	mustGet(t, c)
+	ctx := context.Background()
+	if n := testing.AllocsPerRun(1000, func() { _, _ = c.Get(ctx) }); n != 0 {
+		t.Fatalf("fresh Get allocates %v times; want 0", n)
+	}
+}
+
+// A request in the refresh window gets the old token at once while the
+// background refresh is blocked inside the credential.
+func TestRefreshWindowDoesNotWait(t *testing.T) {
+	clk := testutil.NewClock()
+	entered, release := make(chan struct{}), make(chan struct{})
+	src := &source{fn: func(_ context.Context, n int64) (credential.AccessToken, error) {
+		if n == 2 {
+			close(entered)
+			<-release
+		}
+		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(time.Hour)}, nil
+	}}
+	c := newCache(src, clk)
+	mustGet(t, c)
+	clk.Advance(56 * time.Minute) // past the refresh point at 55 min
+
+	if e := mustGet(t, c); e.Token.Token != "tok-1" {
+		t.Fatalf("got %s; want tok-1", e.Token.Token)
+	}
+	<-entered // the refresh is now blocked in the credential
+	for range 100 {
+		if e := mustGet(t, c); e.Token.Token != "tok-1" {
+			t.Fatalf("during the refresh: got %s; want tok-1", e.Token.Token)
+		}
+	}
+	close(release)
+	waitIdle(t, c)
+	if e := mustGet(t, c); e.Token.Token != "tok-2" {
+		t.Fatalf("after the refresh: got %s; want tok-2", e.Token.Token)
+	}
+	if got := src.calls.Load(); got != 2 {
+		t.Fatalf("calls = %d; want 2", got)
+	}
+}
+
+// A failed background refresh keeps the old token, and the next attempt
+// waits for the backoff.
+func TestFailedRefreshKeepsToken(t *testing.T) {
+	clk := testutil.NewClock()
+	var failing atomic.Bool
+	src := &source{fn: func(_ context.Context, n int64) (credential.AccessToken, error) {
+		if failing.Load() {
+			return credential.AccessToken{}, errBoom
+		}
+		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(time.Hour)}, nil
+	}}
+	c := newCache(src, clk)
+	mustGet(t, c)
+	failing.Store(true)
+	clk.Advance(56 * time.Minute)
+
+	if e := mustGet(t, c); e.Token.Token != "tok-1" {
+		t.Fatalf("got %s; want tok-1", e.Token.Token)
+	}
+	waitIdle(t, c)
+	if _, errs := c.Stats(); errs != 1 {
+		t.Fatalf("fetch errors = %d; want 1", errs)
+	}
+	clk.Advance(999 * time.Millisecond)
+	for range 100 {
+		if e := mustGet(t, c); e.Token.Token != "tok-1" {
+			t.Fatalf("within the backoff: got %s; want tok-1", e.Token.Token)
+		}
+	}
+	waitIdle(t, c)
+	if got := src.calls.Load(); got != 2 {
+		t.Fatalf("calls within the backoff = %d; want 2", got)
+	}
+	clk.Advance(time.Millisecond)
+	failing.Store(false)
+	mustGet(t, c)
+	waitIdle(t, c)
+	if got := src.calls.Load(); got != 3 {
+		t.Fatalf("calls after the backoff = %d; want 3", got)
+	}
+	if e := mustGet(t, c); e.Token.Token != "tok-3" {
+		t.Fatalf("after a successful refresh: got %s; want tok-3", e.Token.Token)
+	}
+}
+
+// With no usable token and a failing credential, callers inside one backoff
+// period share one call; the backoff doubles from 1 s to 30 s and resets
+// after a success.
+func TestBackoff(t *testing.T) {
+	clk := testutil.NewClock()
+	var failing atomic.Bool
+	failing.Store(true)
+	src := &source{fn: func(_ context.Context, n int64) (credential.AccessToken, error) {
+		if failing.Load() {
+			return credential.AccessToken{}, fmt.Errorf("attempt %d: %w", n, errBoom)
+		}
+		return credential.AccessToken{Token: "ok", ExpiresOn: clk.Now().Add(time.Hour)}, nil
+	}}
+	c := newCache(src, clk)
+
+	var wg sync.WaitGroup
+	errs := make([]error, 1000)
+	for i := range errs {
+		wg.Go(func() { _, errs[i] = c.Get(context.Background()) })
+	}
+	wg.Wait()
+	if got := src.calls.Load(); got != 1 {
+		t.Fatalf("calls from 1000 callers = %d; want 1", got)
+	}
+	for _, err := range errs {
+		var fe *FetchError
+		if !errors.Is(err, errBoom) || !errors.As(err, &fe) {
+			t.Fatalf("err = %v; want a *FetchError wrapping the cause", err)
+		}
+		if !strings.Contains(err.Error(), "next try in") || !strings.Contains(err.Error(), errBoom.Error()) {
+			t.Fatalf("err = %q; want the cause and when the next try is", err)
+		}
+	}
+
+	wantBackoff := []time.Duration{1, 2, 4, 8, 16, 30, 30}
+	for i, want := range wantBackoff {
+		want *= time.Second
+		_, err := c.Get(context.Background())
+		var fe *FetchError
+		if !errors.As(err, &fe) {
+			t.Fatalf("step %d: err = %v; want *FetchError", i, err)
+		}
+		if got := fe.NextTry.Sub(clk.Now()); got != want {
+			t.Fatalf("step %d: next try in %v; want %v", i, got, want)
+		}
+		if !strings.Contains(err.Error(), fmt.Sprintf("next try in %v", want)) {
+			t.Fatalf("step %d: err = %q; want it to say next try in %v", i, err, want)
+		}
+		calls := src.calls.Load()
+		clk.Advance(want - time.Millisecond)
+		if _, err := c.Get(context.Background()); !errors.Is(err, errBoom) {
+			t.Fatalf("step %d: within the backoff err = %v; want the last error", i, err)
+		}
+		if got := src.calls.Load(); got != calls {
+			t.Fatalf("step %d: calls within the backoff = %d; want %d", i, got, calls)
+		}
+		clk.Advance(time.Millisecond)
+		if i < len(wantBackoff)-1 {
+			// The next loop's Get makes the next attempt.
+			continue
+		}
+	}
+
+	failing.Store(false)
+	if _, err := c.Get(context.Background()); err != nil {
+		t.Fatalf("after recovery: %v", err)
+	}
+	failing.Store(true)
+	clk.Advance(time.Hour) // the token is now unusable
+	_, err := c.Get(context.Background())
+	var fe *FetchError
+	if !errors.As(err, &fe) || fe.NextTry.Sub(clk.Now()) != time.Second || fe.Failures != 1 {
+		t.Fatalf("after a success the backoff must restart at 1s: err = %v", err)
+	}
+}
+
+// One caller's cancelled ctx ends only its own wait; the others get the
+// token from the same fetch.
+func TestCallerCancelEndsOnlyItsWait(t *testing.T) {
+	clk := testutil.NewClock()
+	entered, release := make(chan struct{}), make(chan struct{})
+	src := &source{fn: func(context.Context, int64) (credential.AccessToken, error) {
+		close(entered)
+		<-release
+		return credential.AccessToken{Token: "shared", ExpiresOn: clk.Now().Add(time.Hour)}, nil
+	}}
+	c := newCache(src, clk)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancelled := make(chan error)
+	go func() {
+		_, err := c.Get(ctx)
+		cancelled <- err
+	}()
+	<-entered
+
+	var wg sync.WaitGroup
+	got := make([]string, 50)
+	for i := range got {
+		wg.Go(func() {
+			if e, err := c.Get(context.Background()); err == nil {
+				got[i] = e.Token.Token
+			}
+		})
+	}
+	cancel()
+	// The cancelled caller returns while the fetch is still blocked.
+	if err := <-cancelled; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled caller: err = %v; want context.Canceled", err)
+	}
+	close(release)
+	wg.Wait()
+	for i, tok := range got {
+		if tok != "shared" {
+			t.Fatalf("caller %d got %q; want the shared token", i, tok)
+		}
+	}
+	if n := src.calls.Load(); n != 1 {
+		t.Fatalf("calls = %d; want 1", n)
+	}
+}
+
+// A fetch is bounded by FetchTimeout even when the credential ignores its
+// context; the token that arrives late is still cached.
+func TestFetchTimeout(t *testing.T) {
+	clk := testutil.NewClock()
+	release := make(chan struct{})
+	src := &source{fn: func(context.Context, int64) (credential.AccessToken, error) {
+		<-release // ignores ctx
+		return credential.AccessToken{Token: "late", ExpiresOn: clk.Now().Add(time.Hour)}, nil
+	}}
+	c := New(src.fetch, Options{Now: clk.Now, FetchTimeout: 20 * time.Millisecond})
+
+	_, err := c.Get(context.Background())
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "fetch timeout") {
+		t.Fatalf("err = %v; want the fetch timeout", err)
+	}
+	close(release)
+	testutil.Eventually(t, "the late token to be cached", func() bool { return c.cur.Load() != nil })
+	if e := mustGet(t, c); e.Token.Token != "late" {
+		t.Fatalf("got %s; want the late token", e.Token.Token)
+	}
+	if n := src.calls.Load(); n != 1 {
+		t.Fatalf("calls = %d; want 1", n)
+	}
+}
+
+func TestBadTokens(t *testing.T) {
+	clk := testutil.NewClock()
+	tests := []struct {
+		name string
+		tok  credential.AccessToken
+		want func(error) bool
+	}{
+		{"empty", credential.AccessToken{ExpiresOn: clk.Now().Add(time.Hour)}, func(err error) bool { return errors.Is(err, ErrEmptyToken) }},
+		{"header injection", credential.AccessToken{Token: "a\r\nX-Evil: 1", ExpiresOn: clk.Now().Add(time.Hour)}, func(err error) bool { return errors.Is(err, ErrInvalidToken) }},
+		{"already expired", credential.AccessToken{Token: "old", ExpiresOn: clk.Now().Add(-time.Second)}, func(err error) bool {
+			var ee *ExpiredError
+			return errors.As(err, &ee) && strings.Contains(err.Error(), "expired")
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := &source{fn: func(context.Context, int64) (credential.AccessToken, error) { return tt.tok, nil }}
+			c := newCache(src, clk)
+			_, err := c.Get(context.Background())
+			if !tt.want(err) {
+				t.Fatalf("err = %v", err)
+			}
+			if tt.tok.Token != "" && strings.Contains(err.Error(), tt.tok.Token) {
+				t.Fatalf("err %q contains the token", err)
+			}
+			// The backoff applies to a bad token as to any failed fetch.
+			_, _ = c.Get(context.Background())
+			if n := src.calls.Load(); n != 1 {
+				t.Fatalf("calls = %d; want 1", n)
+			}
+		})
+	}
+}
+
+func TestInvalidateOnlyDropsTheGivenToken(t *testing.T) {
+	clk := testutil.NewClock()
+	src := lifetime(clk, time.Hour)
+	c := newCache(src, clk)
+	mustGet(t, c)
+	c.Invalidate("tok-1")
+	if e := mustGet(t, c); e.Token.Token != "tok-2" {
+		t.Fatalf("got %s; want tok-2", e.Token.Token)
+	}
+	c.Invalidate("tok-1") // a late 401 for the old token
+	if e := mustGet(t, c); e.Token.Token != "tok-2" {
+		t.Fatalf("after a stale Invalidate: got %s; want tok-2", e.Token.Token)
+	}
+}
+
+func TestEntryFormatHidesToken(t *testing.T) {
+	clk := testutil.NewClock()
+	c := newCache(&source{fn: func(context.Context, int64) (credential.AccessToken, error) {
+		return credential.AccessToken{Token: "s3cr3t-token", ExpiresOn: clk.Now().Add(time.Hour)}, nil
+	}}, clk)
+	e := mustGet(t, c)
+	for _, f := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x"} {
+		if s := fmt.Sprintf(f, e); strings.Contains(s, "s3cr3t") {
+			t.Errorf("%s shows the token: %s", f, s)
+		}
+	}
+}

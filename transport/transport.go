@@ -1,0 +1,289 @@
+// Package transport provides an [http.RoundTripper] that puts
+// "Authorization: Bearer <token>" on every outgoing request, with the token
+// cached, refreshed in the background before it expires, fetched once for
+// any number of concurrent requests, and renewed once when the server
+// answers 401.
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/proxyauth/proxyauth/credential"
+	"github.com/proxyauth/proxyauth/internal/tokencache"
+)
+
+// Options configure a [Transport]. Pass nil to [New] or [Wrap] to accept the
+// defaults; the zero value of each field selects its default, so fields can
+// be added without breaking callers.
+type Options struct {
+	// Base sends the requests. If nil, http.DefaultTransport is used.
+	// Wrap ignores it and uses the client's own Transport.
+	Base http.RoundTripper
+
+	// RefreshBefore is how long before a token expires the transport
+	// starts fetching a new one in the background, while requests keep
+	// using the current one. Zero means 5 minutes. It never exceeds half
+	// a token's lifetime, and a token's own RefreshOn takes precedence.
+	RefreshBefore time.Duration
+
+	// FetchTimeout bounds one token fetch, whatever the credential does
+	// with its context. Zero means 30 seconds.
+	FetchTimeout time.Duration
+
+	// Logger receives token events (fetched, failed, resend on 401) at
+	// debug and warn level. Tokens are never logged. If nil, nothing is
+	// logged.
+	Logger *slog.Logger
+
+	// AllowHTTP lets tokens go over plain http to hosts that are not
+	// loopback. Leave it false outside tests: anyone on the path can read
+	// and replay a bearer token.
+	AllowHTTP bool
+
+	// DisableRetry turns off the single resend of a request that got 401.
+	DisableRetry bool
+}
+
+// ErrInsecureHTTP is returned, wrapped, when a token would go over plain http
+// to a host that is not loopback and [Options.AllowHTTP] is false. Loopback
+// hosts are 127.0.0.0/8, ::1 and "localhost".
+var ErrInsecureHTTP = errors.New("proxyauth: refusing to send a bearer token over plain http to a non-loopback host")
+
+// Stats counts what a [Transport] did since it was created.
+type Stats struct {
+	Fetches     int64 // calls of the credential
+	FetchErrors int64 // of which failed
+	Retries     int64 // requests resent after a 401
+}
+
+// maxDrain bounds how much of a 401 body is read before it is closed, so
+// that the connection can be reused without reading a large body.
+const maxDrain = 4 << 10
+
+// Transport is an [http.RoundTripper] that authenticates requests with a
+// bearer token from a [credential.TokenCredential].
+//
+// net/http asks RoundTrippers not to handle authentication; handling it is
+// this one's purpose. For each request it:
+//
+//   - refuses plain http to a non-loopback host unless AllowHTTP is set,
+//     sending nothing;
+//   - takes the token from its cache, which fetches at most once at a time
+//     and refreshes in the background before the token expires;
+//   - sends a copy of the request with the Authorization header replaced
+//     (an API key that an SDK put there does not leave the process);
+//   - on a redirect, sets the token only when the new host is the original
+//     one or a subdomain of it, the rule net/http uses for Authorization;
+//   - on a 401, if the body can be replayed (none, http.NoBody or GetBody),
+//     drops the token that was refused, gets another, and resends once.
+//
+// The caller's request is never modified and its body is always closed.
+// Response bodies stream through untouched. A Transport is safe for
+// concurrent use; create one per credential and scope and share it.
+type Transport struct {
+	base         http.RoundTripper
+	cache        *tokencache.Cache
+	log          *slog.Logger
+	allowHTTP    bool
+	disableRetry bool
+	retries      atomic.Int64
+}
+
+var _ http.RoundTripper = (*Transport)(nil)
+
+// New returns a Transport that authenticates with tokens for scope from
+// cred. Pass nil opts to accept the defaults.
+func New(cred credential.TokenCredential, scope string, opts *Options) *Transport {
+	return newTransport(cred, scope, opts, nil)
+}
+
+func newTransport(cred credential.TokenCredential, scope string, opts *Options, now func() time.Time) *Transport {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	t := &Transport{
+		base:         o.Base,
+		log:          o.Logger,
+		allowHTTP:    o.AllowHTTP,
+		disableRetry: o.DisableRetry,
+	}
+	if t.base == nil {
+		t.base = http.DefaultTransport
+	}
+	t.cache = tokencache.New(func(ctx context.Context) (credential.AccessToken, error) {
+		return cred.GetToken(ctx, scope)
+	}, tokencache.Options{
+		RefreshBefore: o.RefreshBefore,
+		FetchTimeout:  o.FetchTimeout,
+		Now:           now,
+		Logger:        o.Logger,
+	})
+	return t
+}
+
+// Wrap returns a copy of client whose Transport is a [Transport] over
+// client.Transport (nil: http.DefaultTransport); opts.Base is ignored.
+// client itself is not changed. A nil client is taken as &http.Client{}.
+func Wrap(client *http.Client, cred credential.TokenCredential, scope string, opts *Options) *http.Client {
+	var c http.Client
+	if client != nil {
+		c = *client
+	}
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	o.Base = c.Transport
+	c.Transport = New(cred, scope, &o)
+	return &c
+}
+
+// Token returns the cached token, fetching it if there is none that can be
+// used. ctx ends only this caller's wait, not the shared fetch.
+func (t *Transport) Token(ctx context.Context) (credential.AccessToken, error) {
+	e, err := t.cache.Get(ctx)
+	if err != nil {
+		return credential.AccessToken{}, wrapTokenErr(err)
+	}
+	return e.Token, nil
+}
+
+// AuthHeaders returns a fresh header map {"Authorization": {"Bearer ..."}}
+// for clients that cannot take an http.Client, such as WebSocket dialers.
+func (t *Transport) AuthHeaders(ctx context.Context) (http.Header, error) {
+	e, err := t.cache.Get(ctx)
+	if err != nil {
+		return nil, wrapTokenErr(err)
+	}
+	return http.Header{"Authorization": {e.Header}}, nil
+}
+
+// Stats returns the transport's counters.
+func (t *Transport) Stats() Stats {
+	f, fe := t.cache.Stats()
+	return Stats{Fetches: f, FetchErrors: fe, Retries: t.retries.Load()}
+}
+
+func wrapTokenErr(err error) error { return fmt.Errorf("proxyauth: no token: %w", err) }
+
+// RoundTrip implements [http.RoundTripper].
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	// Until the body is handed to the base transport it is ours to close.
+	bodyOwned := req.Body != nil
+	defer func() {
+		if bodyOwned {
+			req.Body.Close()
+		}
+	}()
+
+	if req.Response != nil && !sameHostOrSubdomain(req.URL.Hostname(), originalRequest(req).URL.Hostname()) {
+		bodyOwned = false
+		return t.base.RoundTrip(req)
+	}
+	if !t.allowHTTP && req.URL.Scheme == "http" && !isLoopback(req.URL.Hostname()) {
+		return nil, fmt.Errorf("%w: %s", ErrInsecureHTTP, req.URL.Host)
+	}
+
+	e, err := t.cache.Get(req.Context())
+	if err != nil {
+		return nil, fmt.Errorf("proxyauth: no token for %s %s: %w", req.Method, req.URL.Host, err)
+	}
+	bodyOwned = false
+	resp, err := t.base.RoundTrip(withAuth(req, e.HeaderValue, req.Body))
+	if err != nil || resp.StatusCode != http.StatusUnauthorized || t.disableRetry {
+		return resp, err
+	}
+	return t.retry(req, resp, e)
+}
+
+// retry resends req once after resp, a 401 to a request that carried the
+// token of used. It returns resp untouched whenever it cannot resend.
+func (t *Transport) retry(req *http.Request, resp *http.Response, used *tokencache.Entry) (*http.Response, error) {
+	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+		return resp, nil // a resend would send a partial or empty body
+	}
+	t.cache.Invalidate(used.Token.Token)
+	e, err := t.cache.Get(req.Context())
+	if err != nil {
+		if t.log != nil {
+			t.log.Warn("proxyauth: 401 not resent: no new token", "host", req.URL.Host, "error", err.Error())
+		}
+		return resp, nil
+	}
+	if e.Header == used.Header {
+		return resp, nil // the credential has no other token to offer
+	}
+	body := req.Body
+	if req.GetBody != nil && body != nil && body != http.NoBody {
+		if body, err = req.GetBody(); err != nil {
+			return resp, nil
+		}
+	}
+	_, _ = io.CopyN(io.Discard, resp.Body, maxDrain)
+	resp.Body.Close()
+
+	t.retries.Add(1)
+	if t.log != nil {
+		t.log.Debug("proxyauth: resending after 401 with a new token", "method", req.Method, "host", req.URL.Host)
+	}
+	return t.base.RoundTrip(withAuth(req, e.HeaderValue, body))
+}
+
+// withAuth returns a shallow copy of req with its own header map holding
+// auth, and body. The header values are shared with req: a RoundTripper
+// must not modify them, and sharing saves an allocation per header.
+func withAuth(req *http.Request, auth []string, body io.ReadCloser) *http.Request {
+	r := new(http.Request)
+	*r = *req
+	h := make(http.Header, len(req.Header)+1)
+	for k, v := range req.Header {
+		h[k] = v
+	}
+	h["Authorization"] = auth
+	r.Header = h
+	r.Body = body
+	return r
+}
+
+// originalRequest returns the first request of a redirect chain.
+func originalRequest(req *http.Request) *http.Request {
+	for req.Response != nil && req.Response.Request != nil {
+		req = req.Response.Request
+	}
+	return req
+}
+
+// sameHostOrSubdomain reports whether host is parent or a subdomain of it,
+// ignoring case and ports, as net/http decides whether a redirect keeps the
+// Authorization header.
+func sameHostOrSubdomain(host, parent string) bool {
+	host, parent = strings.ToLower(strings.TrimSuffix(host, ".")), strings.ToLower(strings.TrimSuffix(parent, "."))
+	if host == parent {
+		return true
+	}
+	// An IP address has no subdomains.
+	if net.ParseIP(parent) != nil {
+		return false
+	}
+	return len(host) > len(parent) && strings.HasSuffix(host, parent) && host[len(host)-len(parent)-1] == '.'
+}
+
+// isLoopback reports whether host (without port) is "localhost" or a
+// loopback address: 127.0.0.0/8 or ::1.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
