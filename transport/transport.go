@@ -271,8 +271,8 @@ func sameHostOrSubdomain(host, parent string) bool {
 	if host == parent {
 		return true
 	}
-	// An IP address has no subdomains.
-	if net.ParseIP(parent) != nil {
+	// An IP address is neither a subdomain nor has one.
+	if strings.ContainsAny(host, ":%") || net.ParseIP(host) != nil || net.ParseIP(parent) != nil {
 		return false
 	}
 	return len(host) > len(parent) && strings.HasSuffix(host, parent) && host[len(host)-len(parent)-1] == '.'
