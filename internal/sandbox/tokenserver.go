@@ -1,0 +1,219 @@
+package sandbox
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// TokenServerConfig configures a TokenServer. Zero fields take defaults.
+type TokenServerConfig struct {
+	ClientID     string        // "demo-client"
+	ClientSecret string        // "demo-secret"
+	Lifetime     time.Duration // of each token; 1 hour
+	Latency      time.Duration // added to every token request; none
+	// Fail, if set, is asked before each token request (numbered from 1)
+	// whether to fail it: a non-zero status is answered with body.
+	Fail func(n int64) (status int, body string)
+	// Now is the server's clock; nil: time.Now.
+	Now func() time.Time
+	// OnEvent, if set, hears of every token issued or refused (never the
+	// token itself).
+	OnEvent func(Event)
+}
+
+// Event is something the token server did.
+type Event struct {
+	Time    time.Time
+	Kind    string // "issued", "refused", "revoked"
+	Status  int
+	Expires time.Time
+}
+
+// TokenServer is an OAuth2 token endpoint for the client credentials grant
+// (RFC 6749 section 4.4). It accepts the client's credentials as HTTP Basic
+// or as form fields, issues opaque random tokens and remembers them, so that
+// a resource server can check that a token is genuine, unexpired and not
+// revoked.
+type TokenServer struct {
+	URL string // the token URL
+
+	cfg      TokenServerConfig
+	srv      *httptest.Server
+	requests atomic.Int64
+	issued   atomic.Int64
+	down     atomic.Int32 // status to answer while down; 0: up
+
+	mu     sync.Mutex
+	tokens map[string]*grant
+}
+
+type grant struct {
+	expires time.Time
+	revoked bool
+}
+
+// NewTokenServer starts a token server on a loopback port.
+func NewTokenServer(cfg TokenServerConfig) *TokenServer {
+	if cfg.ClientID == "" {
+		cfg.ClientID = "demo-client"
+	}
+	if cfg.ClientSecret == "" {
+		cfg.ClientSecret = "demo-secret"
+	}
+	if cfg.Lifetime <= 0 {
+		cfg.Lifetime = time.Hour
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &TokenServer{cfg: cfg, tokens: map[string]*grant{}}
+	s.srv = httptest.NewServer(http.HandlerFunc(s.serveToken))
+	s.URL = s.srv.URL + "/oauth2/token"
+	return s
+}
+
+// ClientID and ClientSecret return the credentials the server accepts.
+func (s *TokenServer) ClientID() string     { return s.cfg.ClientID }
+func (s *TokenServer) ClientSecret() string { return s.cfg.ClientSecret }
+
+// Close shuts the server down.
+func (s *TokenServer) Close() { s.srv.Close() }
+
+// Requests returns how many token requests arrived.
+func (s *TokenServer) Requests() int64 { return s.requests.Load() }
+
+// Issued returns how many tokens were issued.
+func (s *TokenServer) Issued() int64 { return s.issued.Load() }
+
+// SetDown makes every token request fail with status (503, say) until
+// SetDown(0).
+func (s *TokenServer) SetDown(status int) { s.down.Store(int32(status)) }
+
+// Valid reports whether token was issued here, has not expired and has not
+// been revoked.
+func (s *TokenServer) Valid(token string) bool {
+	now := s.cfg.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.tokens[token]
+	return g != nil && !g.revoked && now.Before(g.expires)
+}
+
+// Known reports whether token was ever issued here.
+func (s *TokenServer) Known(token string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tokens[token] != nil
+}
+
+// Revoke revokes token, if it was issued here.
+func (s *TokenServer) Revoke(token string) {
+	s.mu.Lock()
+	g := s.tokens[token]
+	if g != nil {
+		g.revoked = true
+	}
+	s.mu.Unlock()
+	if g != nil {
+		s.event(Event{Kind: "revoked", Expires: g.expires})
+	}
+}
+
+// RevokeAll revokes every token issued so far.
+func (s *TokenServer) RevokeAll() {
+	s.mu.Lock()
+	for _, g := range s.tokens {
+		g.revoked = true
+	}
+	s.mu.Unlock()
+	s.event(Event{Kind: "revoked"})
+}
+
+func (s *TokenServer) event(e Event) {
+	if s.cfg.OnEvent != nil {
+		e.Time = s.cfg.Now()
+		s.cfg.OnEvent(e)
+	}
+}
+
+func (s *TokenServer) serveToken(w http.ResponseWriter, r *http.Request) {
+	n := s.requests.Add(1)
+	if s.cfg.Latency > 0 {
+		select {
+		case <-time.After(s.cfg.Latency):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	refuse := func(status int, code, desc string) {
+		writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
+		s.event(Event{Kind: "refused", Status: status})
+	}
+	if st := s.down.Load(); st != 0 {
+		w.Header().Set("Retry-After", "1")
+		refuse(int(st), "temporarily_unavailable", "the token service is down")
+		return
+	}
+	if s.cfg.Fail != nil {
+		if status, body := s.cfg.Fail(n); status != 0 {
+			w.WriteHeader(status)
+			fmt.Fprint(w, body)
+			s.event(Event{Kind: "refused", Status: status})
+			return
+		}
+	}
+	if r.Method != http.MethodPost {
+		refuse(http.StatusMethodNotAllowed, "invalid_request", "use POST")
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		refuse(http.StatusBadRequest, "invalid_request", "malformed form")
+		return
+	}
+	id, secret, ok := r.BasicAuth()
+	if !ok {
+		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	}
+	if id != s.cfg.ClientID || secret != s.cfg.ClientSecret {
+		w.Header().Set("WWW-Authenticate", `Basic realm="token"`)
+		refuse(http.StatusUnauthorized, "invalid_client", "client authentication failed")
+		return
+	}
+	if gt := r.PostForm.Get("grant_type"); gt != "client_credentials" {
+		refuse(http.StatusBadRequest, "unsupported_grant_type", "only client_credentials is supported")
+		return
+	}
+
+	token := newToken()
+	expires := s.cfg.Now().Add(s.cfg.Lifetime)
+	s.mu.Lock()
+	s.tokens[token] = &grant{expires: expires}
+	s.mu.Unlock()
+	s.issued.Add(1)
+	s.event(Event{Kind: "issued", Status: http.StatusOK, Expires: expires})
+	writeJSON(w, http.StatusOK, map[string]any{
+		"access_token": token,
+		"token_type":   "Bearer",
+		"expires_in":   max(int64(s.cfg.Lifetime/time.Second), 1),
+	})
+}
+
+func newToken() string {
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	return "at_" + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
