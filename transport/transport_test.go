@@ -733,5 +733,3 @@ func TestSameHostOrSubdomain(t *testing.T) {
 		}
 	}
 }
-
-
