@@ -1,0 +1,5 @@
+// Package bench compares proxyauth with golang.org/x/oauth2 and an azcore
+// bearer-token pipeline: the peers configured alike, the scenarios that
+// `make bench` runs against the loopback sandbox, and the Markdown tables
+// that go into BENCHMARKS.md. The cached-path benchmarks are in its tests.
+package bench
