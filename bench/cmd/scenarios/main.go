@@ -1,0 +1,102 @@
+// Command scenarios runs the rollover, 401 storm and identity provider
+// outage scenarios for proxyauth, x/oauth2 and azcore against the loopback
+// sandbox, one peer after the other, and prints Markdown tables.
+//
+//	go run ./bench/cmd/scenarios [-only rollover,storm,outage] [-lifetime 1s] [-lifetimes 10]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"github.com/proxyauth/proxyauth/bench"
+)
+
+func main() {
+	only := flag.String("only", "rollover,storm,outage", "scenarios to run, comma-separated")
+	lifetime := flag.Duration("lifetime", bench.DefaultRollover.Lifetime, "rollover: token lifetime (whole seconds)")
+	lifetimes := flag.Int("lifetimes", bench.DefaultRollover.Lifetimes, "rollover: lifetimes to run for")
+	margin := flag.Duration("margin", bench.DefaultRollover.Margin, "rollover: early-refresh margin")
+	level := flag.Int("level", 3, "heading level of each scenario")
+	flag.Parse()
+	log.SetFlags(0)
+	log.SetPrefix("scenarios: ")
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	run := map[string]bool{}
+	for _, s := range strings.Split(*only, ",") {
+		run[strings.TrimSpace(s)] = true
+	}
+	peers := bench.Peers()
+	var t bench.Targets
+	w := os.Stdout
+
+	if run["rollover"] {
+		cfg := bench.DefaultRollover
+		cfg.Lifetime, cfg.Lifetimes, cfg.Margin = *lifetime, *lifetimes, *margin
+		var rs []bench.RolloverResult
+		for _, p := range peers {
+			progress("rollover", p)
+			r, err := bench.Rollover(ctx, p, cfg)
+			check(err)
+			rs = append(rs, r)
+			if p.Name == bench.ProxyAuth.Name {
+				t.Rollover = &rs[len(rs)-1]
+			}
+		}
+		fmt.Fprint(w, bench.Title(*level, "Rollover: "+fmt.Sprint(cfg.Workers)+" workers, "+fmt.Sprint(cfg.Lifetimes)+" token lifetimes"))
+		bench.WriteRollover(w, cfg, peers, rs)
+	}
+	if run["storm"] {
+		cfg := bench.DefaultStorm
+		var rs []bench.StormResult
+		for _, p := range peers {
+			progress("storm", p)
+			r, err := bench.Storm(ctx, p, cfg)
+			check(err)
+			rs = append(rs, r)
+			if p.Name == bench.ProxyAuth.Name {
+				t.Storm = &rs[len(rs)-1]
+			}
+		}
+		fmt.Fprint(w, bench.Title(*level, "401 storm: "+fmt.Sprint(cfg.Requests)+" concurrent requests with a revoked token"))
+		bench.WriteStorm(w, cfg, peers, rs)
+	}
+	if run["outage"] {
+		cfg := bench.DefaultOutage
+		var rs []bench.OutageResult
+		for _, p := range peers {
+			progress("outage", p)
+			r, err := bench.Outage(ctx, p, cfg)
+			check(err)
+			rs = append(rs, r)
+			if p.Name == bench.ProxyAuth.Name {
+				t.Outage = &rs[len(rs)-1]
+			}
+		}
+		t.OutCfg = cfg
+		fmt.Fprint(w, bench.Title(*level, fmt.Sprintf("Identity provider outage: %d requests/s for %v", cfg.Rate, cfg.Duration)))
+		bench.WriteOutage(w, cfg, peers, rs)
+	}
+	fmt.Fprint(w, bench.Title(*level, "Scenario targets (proxyauth)"))
+	fmt.Fprint(w, bench.TargetsHeader)
+	bench.WriteTargets(w, t)
+	fmt.Fprintln(w)
+}
+
+func progress(scenario string, p bench.Peer) {
+	fmt.Fprintf(os.Stderr, "%s %s: %s\n", time.Now().Format("15:04:05"), scenario, p.Name)
+}
+
+func check(err error) {
+	if err != nil {
+		log.Fatal(err)
+	}
+}

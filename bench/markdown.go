@@ -1,0 +1,152 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// Markdown tables of the scenario results, as they go into BENCHMARKS.md.
+
+func ms(d time.Duration) string {
+	if d < time.Millisecond {
+		return fmt.Sprintf("%d µs", d.Microseconds())
+	}
+	return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+}
+
+func seconds(d time.Duration) string {
+	return fmt.Sprintf("%.2f s", d.Seconds())
+}
+
+func writeConfigs(w io.Writer, peers []Peer, margin time.Duration) {
+	fmt.Fprintln(w, "Peers:")
+	fmt.Fprintln(w)
+	for _, p := range peers {
+		fmt.Fprintf(w, "- **%s**: %s\n", p.Name, p.Configuration(margin))
+	}
+	fmt.Fprintln(w)
+}
+
+// WriteRollover writes the rollover table.
+func WriteRollover(w io.Writer, cfg RolloverConfig, peers []Peer, rs []RolloverResult) {
+	fmt.Fprintf(w, "%d workers send chat completions back to back for %d token lifetimes of %v "+
+		"(%v in all, after one request that fetched the first token). The token endpoint takes %v, "+
+		"the LLM proxy %v. Early-refresh margin %v for every peer. *Auth delay* is the time from the "+
+		"outermost RoundTripper to the base under the auth layer, measured the same way for every peer; "+
+		"a request *waited* when its auth delay exceeded %v.\n\n",
+		cfg.Workers, cfg.Lifetimes, cfg.Lifetime, time.Duration(cfg.Lifetimes)*cfg.Lifetime,
+		cfg.TokenLatency, cfg.UpstreamLatency, cfg.Margin, cfg.WaitThreshold)
+	writeConfigs(w, peers, cfg.Margin)
+	fmt.Fprintf(w, "| peer | requests | waited (> %v) | auth delay p50 | p99 | max | token requests | failed | timer lag p99 / max |\n", cfg.WaitThreshold)
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, r := range rs {
+		fmt.Fprintf(w, "| %s | %d | %d | %s | %s | %s | %d | %d | %s / %s |\n",
+			r.Peer, r.Requests, r.Waited, ms(r.P50), ms(r.P99), ms(r.Max), r.TokenRequests, r.Failed, ms(r.LagP99), ms(r.LagMax))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, timerLagNote)
+	fmt.Fprintln(w)
+}
+
+const timerLagNote = "*Timer lag* is how late a 10 ms timer in the same process fired during that peer's run: " +
+	"a gauge of machine load. A delay of the same order as the lag is the machine, not the auth layer."
+
+// WriteStorm writes the 401 storm table.
+func WriteStorm(w io.Writer, cfg StormConfig, peers []Peer, rs []StormResult) {
+	fmt.Fprintf(w, "A token is fetched, then revoked at the token endpoint, so that the LLM proxy answers 401 "+
+		"to it; then %d requests go out at once. The token endpoint takes %v; tokens live an hour; "+
+		"early-refresh margin %v. *Failed* is what the callers saw (only proxyauth resends); "+
+		"*at the proxy* counts resends too; *next request* is one more request after the storm.\n\n",
+		cfg.Requests, cfg.TokenLatency, cfg.Margin)
+	writeConfigs(w, peers, cfg.Margin)
+	fmt.Fprintln(w, "| peer | requests | failed | at the proxy | token requests | next request |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---|")
+	for _, r := range rs {
+		next := "failed (401)"
+		if r.NextOK {
+			next = "succeeded"
+		}
+		fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %s, %d token requests |\n",
+			r.Peer, r.Requests, r.Failed, r.Upstream, r.TokenRequests, next, r.NextTokens)
+	}
+	fmt.Fprintln(w)
+}
+
+// WriteOutage writes the identity provider outage table.
+func WriteOutage(w io.Writer, cfg OutageConfig, peers []Peer, rs []OutageResult) {
+	fmt.Fprintf(w, "The token endpoint answers %d while the peer holds no usable token (each peer takes the same "+
+		"path for a missing token as for an expired one; starting from an empty cache lets the token fetched "+
+		"on recovery live an hour). %d requests a second go out for %v, each on its own goroutine with a %v "+
+		"timeout. The endpoint then comes back and requests keep going out until one succeeds. The token "+
+		"endpoint takes %v per request, also while down. *Failed* and *caller wait* are of the requests sent "+
+		"during the outage, as their callers saw them (a request still waiting when the endpoint comes back "+
+		"can succeed). *Recovery* is from the endpoint's return to the end of the first successful request.\n\n",
+		cfg.Status, cfg.Rate, cfg.Duration, cfg.Timeout, cfg.TokenLatency)
+	writeConfigs(w, peers, cfg.Margin)
+	fmt.Fprintf(w, "| peer | requests during outage | failed | caller wait p50 | max | token requests during outage | recovery | token requests to recover | timer lag p99 / max |\n")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, r := range rs {
+		rec := "none within " + seconds(cfg.MaxRecovery)
+		if r.Recovered {
+			rec = seconds(r.Recovery)
+		}
+		fmt.Fprintf(w, "| %s | %d | %d | %s | %s | %d | %s | %d | %s / %s |\n",
+			r.Peer, r.Requests, r.Failed, ms(r.P50), seconds(r.Max), r.TokenRequests, rec, r.RecoveryTokenRequests, ms(r.LagP99), ms(r.LagMax))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, timerLagNote)
+	fmt.Fprintln(w)
+}
+
+// Targets are proxyauth's scenario targets with the measured figures.
+type Targets struct {
+	Rollover *RolloverResult
+	Storm    *StormResult
+	Outage   *OutageResult
+	OutCfg   OutageConfig
+}
+
+// WriteTargets writes one table row per scenario target of proxyauth.
+func WriteTargets(w io.Writer, t Targets) {
+	row := func(target, measured string, met bool) {
+		verdict := "met"
+		if !met {
+			verdict = "**missed**"
+		}
+		fmt.Fprintf(w, "| %s | %s | %s |\n", target, measured, verdict)
+	}
+	if r := t.Rollover; r != nil {
+		row("0 requests waiting at a proactive refresh", fmt.Sprintf("%d waited (max auth delay %s)", r.Waited, ms(r.Max)), r.Waited == 0)
+	}
+	if s := t.Storm; s != nil {
+		row("1 token request per 401 storm", fmt.Sprintf("%d token requests, %d of %d failed", s.TokenRequests, s.Failed, s.Requests),
+			s.TokenRequests == 1)
+	}
+	if o := t.Outage; o != nil {
+		row(fmt.Sprintf("≤ 5 token requests in the %v outage", t.OutCfg.Duration), fmt.Sprintf("%d", o.TokenRequests), o.TokenRequests <= 5)
+		step := backoffStep(o.Refused)
+		bound := step + t.OutCfg.TokenLatency
+		measured := "no recovery"
+		if o.Recovered {
+			measured = fmt.Sprintf("%s; backoff step then %v (after %d failures), + %v for the fetch", seconds(o.Recovery), step, o.Refused, t.OutCfg.TokenLatency)
+		}
+		row("recovery within one backoff step", measured, o.Recovered && o.Recovery <= bound)
+	}
+}
+
+// backoffStep is proxyauth's backoff after n failed fetches in a row:
+// 1 s doubling to 30 s.
+func backoffStep(n int64) time.Duration {
+	if n < 1 {
+		return 0
+	}
+	return min(time.Second<<min(n-1, 5), 30*time.Second)
+}
+
+// TargetsHeader starts the targets table.
+const TargetsHeader = "| target | measured | |\n|---|---|---|\n"
+
+// Title returns s as a Markdown heading of the given level.
+func Title(level int, s string) string { return strings.Repeat("#", level) + " " + s + "\n\n" }
