@@ -20,6 +20,11 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
+# Compares proxyauth with x/oauth2 and azcore (Go benchmarks, benchstat,
+# scenarios) and writes BENCHMARKS.md. About 5 minutes.
+bench:
+	GO=$(GO) ./scripts/bench.sh
+
 # Runs every Fuzz target of every package for FUZZTIME each.
 fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \
