@@ -361,8 +361,8 @@ func (c *Cache) Stats() (fetches, fetchErrors int64) {
 // around the value of a credential's panic.
 var (
 	ErrCredentialPanic = errors.New("credential panicked")
-	ErrEmptyToken   = errors.New("credential returned an empty token")
-	ErrInvalidToken = errors.New("credential returned a token with characters that cannot go into an HTTP header")
+	ErrEmptyToken      = errors.New("credential returned an empty token")
+	ErrInvalidToken    = errors.New("credential returned a token with characters that cannot go into an HTTP header")
 )
 
 // ExpiredError is returned when a credential hands out a token that has
