@@ -8,7 +8,7 @@ require (
 	github.com/go-oauth2/oauth2/v4 v4.5.4
 	go.uber.org/goleak v1.3.0
 	golang.org/x/oauth2 v0.38.0
-	golang.org/x/sync v0.24.0
+	golang.org/x/sync v0.25.0
 )
 
 require (
