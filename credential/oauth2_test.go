@@ -441,6 +441,30 @@ func TestOAuth2ContextDeadline(t *testing.T) {
 		t.Fatalf("GetToken: got error %v; want context.DeadlineExceeded", err)
 	}
 	checkNoLeak(t, err)
+	// Under load the deadline may pass before the request is sent.
+	if got := len(e.requests()); got > 1 {
+		t.Errorf("token requests: got %d; want at most 1 (Auto does not retry after a network error)", got)
+	}
+}
+
+func TestOAuth2ContextCanceled(t *testing.T) {
+	t.Parallel()
+	arrived := make(chan struct{}, 1)
+	e := newTokenEndpoint(t, func(w http.ResponseWriter, r *http.Request, _ int) {
+		arrived <- struct{}{}
+		<-r.Context().Done()
+	})
+	o := newTestOAuth2(t, e, credential.AuthStyleAuto, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-arrived
+		cancel()
+	}()
+	_, err := o.GetToken(ctx, "")
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("GetToken: got error %v; want context.Canceled", err)
+	}
+	checkNoLeak(t, err)
 	if got := len(e.requests()); got != 1 {
 		t.Errorf("token requests: got %d; want 1 (Auto does not retry after a network error)", got)
 	}
