@@ -142,9 +142,10 @@ func retryAfter(h http.Header) string {
 // scrubber replaces the client secret, the forms in which a server could
 // echo it, and issued tokens with REDACTED.
 type scrubber struct {
-	secret string
-	forms  []string // longest first
-	r      *strings.Replacer
+	secret  string
+	forms   []string // longest first
+	longest int      // len(forms[0])
+	r       *strings.Replacer
 }
 
 func newScrubber(clientID, secret string) *scrubber {
@@ -171,7 +172,11 @@ func newScrubberForms(secret string, forms []string) *scrubber {
 	for _, f := range forms {
 		pairs = append(pairs, f, redacted)
 	}
-	return &scrubber{secret: secret, forms: forms, r: strings.NewReplacer(pairs...)}
+	longest := 0
+	if len(forms) > 0 {
+		longest = len(forms[0])
+	}
+	return &scrubber{secret: secret, forms: forms, longest: longest, r: strings.NewReplacer(pairs...)}
 }
 
 // minIssuedLen is the length from which an issued token is scrubbed by
@@ -234,11 +239,46 @@ func (s *scrubber) keepBody(body []byte) []byte {
 	if len(body) == 0 {
 		return nil
 	}
-	kept := []byte(s.scrubText(string(body)))
-	if len(kept) > maxKeptBody {
-		kept = kept[:maxKeptBody]
+	// Only the start is kept, so only the start is scrubbed.
+	body, cut := s.window(body, maxKeptBody+2*s.longest+64)
+	text := s.scrubText(string(body))
+	if cut {
+		text = s.dropTail(text)
 	}
-	return kept
+	if len(text) > maxKeptBody {
+		text = text[:maxKeptBody]
+	}
+	return []byte(text)
+}
+
+// window returns at most n bytes of body and whether it cut.
+func (s *scrubber) window(body []byte, n int) ([]byte, bool) {
+	if len(body) <= n {
+		return body, false
+	}
+	return body[:n], true
+}
+
+// dropTail removes the end of a text made from a window that was cut. A
+// secret that straddled the cut was not matched whole, so its first part
+// is still there, at the end of the text since scrubbing and the snippet's
+// steps keep the order; replacements and stripping before it may have moved
+// it close to the start, within what a later cut keeps. The ToValidUTF8 of
+// the snippet can triple a byte, hence three times the longest form.
+func (s *scrubber) dropTail(text string) string {
+	n := len(text) - 3*s.longest
+	if n <= 0 {
+		return ""
+	}
+	text = text[:n]
+	// Do not leave the start of a cut character.
+	for len(text) > 0 {
+		if r, size := utf8.DecodeLastRuneInString(text); r != utf8.RuneError || size > 1 {
+			break
+		}
+		text = text[:len(text)-1]
+	}
+	return text
 }
 
 // field returns a scrubbed field of an answer, cut to maxKeptField bytes
@@ -260,10 +300,7 @@ func (s *scrubber) field(v string) string {
 // stripping, which can join the pieces of a secret, and before the cut,
 // which could leave part of one.
 func (s *scrubber) snippet(body []byte) string {
-	const window = 8 << 10
-	if len(body) > window {
-		body = body[:window]
-	}
+	body, cut := s.window(body, 8<<10)
 	text := strings.ToValidUTF8(string(body), "\uFFFD")
 	text = s.scrubText(text)
 	text = html.UnescapeString(stripTags(text))
@@ -274,6 +311,9 @@ func (s *scrubber) snippet(body []byte) string {
 		return r
 	}, text)
 	text = s.scrubText(strings.Join(strings.Fields(text), " "))
+	if cut {
+		text = strings.TrimSpace(s.dropTail(text))
+	}
 	if utf8.RuneCountInString(text) > maxSnippetRune {
 		text = string([]rune(text)[:maxSnippetRune]) + "..."
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // The client of the fuzz target. Tokens that contain fuzzTokenMark are
@@ -87,4 +88,35 @@ func FuzzParseTokenResponse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestScrubWindowShift checks that a secret cut by a window is not left
+// in part near the start of what is kept, after the text before it shrank.
+func TestScrubWindowShift(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("L", 300) + "-Secret"
+	sec := newScrubber("id", long)
+	// Many secrets before the cut shrink to REDACTED; then one straddles
+	// the end of the window.
+	var b strings.Builder
+	for b.Len() < maxKeptBody+2*sec.longest {
+		b.WriteString(long)
+	}
+	body := b.String()
+	for _, cutAt := range []int{1, 10, 100, len(long) - 1} {
+		in := []byte(body + long[:cutAt] + "|" + long[cutAt:] + strings.Repeat("x", 10000))
+		kept := string(sec.keepBody(in))
+		if strings.Contains(kept, "LLLLLLLLLL") {
+			t.Errorf("cut at %d: Body keeps part of the secret: %q", cutAt, kept[max(0, len(kept)-80):])
+		}
+	}
+	// The 8 KiB window of the snippet cuts the secret; the tags before it
+	// vanish.
+	html := []byte(strings.Repeat("<br>", 2000) + long + " and more")
+	if s := sec.snippet(html); strings.Contains(s, "LLLLLLLLLL") {
+		t.Errorf("snippet keeps part of the secret: %q", s)
+	}
+	if got := sec.dropTail(strings.Repeat("€", 1000)); !utf8.ValidString(got) || len(got) < 3000-3*sec.longest-3 {
+		t.Errorf("dropTail of 1000 euro signs: got %d bytes; want about %d, valid UTF-8", len(got), 3000-3*sec.longest)
+	}
 }
