@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 
@@ -73,6 +74,31 @@ func (a *AzureAD) credential() (azcore.TokenCredential, error) {
 	}
 	a.cred = cred
 	return cred, nil
+}
+
+// String names the type of the underlying credential, and nothing of what
+// it holds.
+func (a *AzureAD) String() string {
+	if a == nil {
+		return "credential.AzureAD(nil)"
+	}
+	a.mu.Lock()
+	cred := a.cred
+	a.mu.Unlock()
+	if cred == nil {
+		return "credential.AzureAD{Credential:DefaultAzureCredential, not created yet}"
+	}
+	return fmt.Sprintf("credential.AzureAD{Credential:%T}", cred)
+}
+
+// Format implements [fmt.Formatter] so that every verb prints String: the
+// fields of an azidentity credential are not for printing.
+func (a *AzureAD) Format(f fmt.State, verb rune) {
+	s := a.String()
+	if verb == 'q' {
+		s = fmt.Sprintf("%q", s)
+	}
+	_, _ = io.WriteString(f, s)
 }
 
 // GetToken gets a token for scope from the azidentity credential.
