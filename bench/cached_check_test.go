@@ -50,11 +50,15 @@ func rebase(t *testing.T, name string, base http.RoundTripper) http.RoundTripper
 	case "floor":
 		return floor{base: base}
 	case "azcore-openai-go":
-		return AzcorePerRequest(staticFetch, base, benchMargin)
+		return AzcorePerRequest(staticSource, base, benchMargin)
 	}
 	for _, p := range Peers() {
 		if benchKey(p.Name) == name {
-			return p.New(staticFetch, base, benchMargin)
+			rt, err := p.New(staticSource, base, benchMargin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rt
 		}
 	}
 	t.Fatalf("no implementation %q", name)

@@ -41,10 +41,10 @@ func (f floor) RoundTrip(req *http.Request) (*http.Response, error) {
 	return f.base.RoundTrip(r)
 }
 
-// staticFetch hands out benchToken, valid for an hour from the fetch.
-func staticFetch(context.Context) (*oauth2.Token, error) {
+// staticSource hands out benchToken, valid for an hour from the fetch.
+var staticSource = Source{Static: func(context.Context) (*oauth2.Token, error) {
 	return &oauth2.Token{AccessToken: benchToken, TokenType: "Bearer", Expiry: time.Now().Add(time.Hour)}, nil
-}
+}}
 
 type impl struct {
 	name string // benchmark key: no slash
@@ -56,10 +56,14 @@ type impl struct {
 func impls(perRequest bool) []impl {
 	out := []impl{{"floor", floor{base: newCanned()}}}
 	for _, p := range Peers() {
-		out = append(out, impl{benchKey(p.Name), p.New(staticFetch, newCanned(), benchMargin)})
+		rt, err := p.New(staticSource, newCanned(), benchMargin)
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, impl{benchKey(p.Name), rt})
 	}
 	if perRequest {
-		out = append(out, impl{"azcore-openai-go", AzcorePerRequest(staticFetch, newCanned(), benchMargin)})
+		out = append(out, impl{"azcore-openai-go", AzcorePerRequest(staticSource, newCanned(), benchMargin)})
 	}
 	return out
 }

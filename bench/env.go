@@ -8,9 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/oauth2"
-	"golang.org/x/oauth2/clientcredentials"
-
 	"github.com/proxyauth/proxyauth/internal/sandbox"
 )
 
@@ -34,7 +31,7 @@ type envConfig struct {
 	conns  int // connections to the proxy, at most
 }
 
-func newEnv(p Peer, c envConfig) *env {
+func newEnv(p Peer, c envConfig) (*env, error) {
 	e := &env{}
 	onEvent := c.token.OnEvent
 	c.token.OnEvent = func(ev sandbox.Event) {
@@ -49,26 +46,28 @@ func newEnv(p Peer, c envConfig) *env {
 	e.proxy = sandbox.NewProxy(e.idp, c.proxy)
 
 	e.tokens = &http.Transport{MaxIdleConnsPerHost: 4, ResponseHeaderTimeout: 10 * time.Second}
-	tokenClient := &http.Client{Transport: e.tokens, Timeout: 10 * time.Second}
-	cc := clientcredentials.Config{
+	src := Source{Endpoint: &Endpoint{
+		TokenURL:     e.idp.URL,
 		ClientID:     e.idp.ClientID(),
 		ClientSecret: e.idp.ClientSecret(),
-		TokenURL:     e.idp.URL,
-		Scopes:       []string{Scope},
-		AuthStyle:    oauth2.AuthStyleInHeader,
-	}
-	fetch := func(ctx context.Context) (*oauth2.Token, error) {
-		return cc.Token(context.WithValue(ctx, oauth2.HTTPClient, tokenClient))
-	}
+		HTTPClient:   &http.Client{Transport: e.tokens, Timeout: 10 * time.Second},
+	}}
 
 	conns := max(c.conns, 1)
 	e.upstream = &http.Transport{MaxConnsPerHost: conns, MaxIdleConnsPerHost: conns, ResponseHeaderTimeout: 30 * time.Second}
-	e.client = &http.Client{Transport: startRecorder{p.New(fetch, arrivalRecorder{e.upstream}, c.margin)}}
-	return e
+	rt, err := p.New(src, arrivalRecorder{e.upstream}, c.margin)
+	if err != nil {
+		e.close()
+		return nil, err
+	}
+	e.client = &http.Client{Transport: startRecorder{rt}}
+	return e, nil
 }
 
 func (e *env) close() {
-	e.upstream.CloseIdleConnections()
+	if e.upstream != nil {
+		e.upstream.CloseIdleConnections()
+	}
 	e.tokens.CloseIdleConnections()
 	e.proxy.Close()
 	e.idp.Close()

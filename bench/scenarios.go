@@ -49,12 +49,15 @@ type RolloverResult struct {
 // cfg.Lifetimes token lifetimes, after one request that fetched the first
 // token, and measures how long each request spent in the auth layer.
 func Rollover(ctx context.Context, p Peer, cfg RolloverConfig) (RolloverResult, error) {
-	e := newEnv(p, envConfig{
+	e, err := newEnv(p, envConfig{
 		token:  sandbox.TokenServerConfig{Lifetime: cfg.Lifetime, Latency: cfg.TokenLatency},
 		proxy:  sandbox.ProxyConfig{Latency: cfg.UpstreamLatency},
 		margin: cfg.Margin,
 		conns:  cfg.Workers,
 	})
+	if err != nil {
+		return RolloverResult{}, err
+	}
 	defer e.close()
 	res := RolloverResult{Peer: p.Name}
 	if o := e.send(ctx); !o.ok() {
@@ -131,11 +134,14 @@ type StormResult struct {
 // Storm fetches a token, revokes it at the token endpoint (so that the
 // proxy answers 401 to it), then sends cfg.Requests requests at once.
 func Storm(ctx context.Context, p Peer, cfg StormConfig) (StormResult, error) {
-	e := newEnv(p, envConfig{
+	e, err := newEnv(p, envConfig{
 		token:  sandbox.TokenServerConfig{Lifetime: time.Hour, Latency: cfg.TokenLatency},
 		margin: cfg.Margin,
 		conns:  512,
 	})
+	if err != nil {
+		return StormResult{}, err
+	}
 	defer e.close()
 	res := StormResult{Peer: p.Name, Requests: cfg.Requests}
 	if o := e.send(ctx); !o.ok() {
@@ -196,8 +202,9 @@ type OutageResult struct {
 	Failed        int           // of which the caller got an error or a status other than 200
 	P50, Max      time.Duration // how long the callers of those requests waited for an answer
 	TokenRequests int64         // token requests during the outage
-	// Refused is how many token requests were refused in a row before the
-	// endpoint came back; proxyauth's backoff step then is 1 s << (Refused-1).
+	// Refused is how many token requests were refused in all (in a row:
+	// no token was issued before); proxyauth's backoff step when it
+	// recovered is 1 s << (Refused-1).
 	Refused               int64
 	Recovered             bool
 	Recovery              time.Duration // from the endpoint's return to the end of the first successful request
@@ -214,11 +221,14 @@ type OutageResult struct {
 // then lives an hour (the sandbox gives all its tokens one lifetime), so
 // that requests queued during the outage do not meet an expired token.
 func Outage(ctx context.Context, p Peer, cfg OutageConfig) (OutageResult, error) {
-	e := newEnv(p, envConfig{
+	e, err := newEnv(p, envConfig{
 		token:  sandbox.TokenServerConfig{Lifetime: time.Hour, Latency: cfg.TokenLatency},
 		margin: cfg.Margin,
 		conns:  512,
 	})
+	if err != nil {
+		return OutageResult{}, err
+	}
 	defer e.close()
 	res := OutageResult{Peer: p.Name}
 	e.idp.SetDown(cfg.Status)
@@ -269,7 +279,6 @@ func Outage(ctx context.Context, p Peer, cfg OutageConfig) (OutageResult, error)
 	time.Sleep(time.Until(start.Add(cfg.Duration)))
 	res.Requests = ticks * perTick
 	res.TokenRequests = e.idp.Requests() - before
-	res.Refused = e.refused.Load()
 
 	upAt := time.Now()
 	upTokens := e.idp.Requests()
@@ -288,6 +297,9 @@ func Outage(ctx context.Context, p Peer, cfg OutageConfig) (OutageResult, error)
 	res.RecoveryTokenRequests = e.idp.Requests() - upTokens
 	res.LagP99, res.LagMax = lag.end()
 	wg.Wait()
+	// A token request sent before the endpoint came back may have been
+	// refused after that: count every refusal, all before the recovery.
+	res.Refused = e.refused.Load()
 	res.Failed = int(failed.Load())
 	res.P50, _, res.Max = percentiles(waits)
 	return res, ctx.Err()

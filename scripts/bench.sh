@@ -107,8 +107,9 @@ HEAD
 	echo
 	echo "Each peer in turn, against a sandbox of its own (\`internal/sandbox\`: an OAuth2 client-credentials"
 	echo "token endpoint and an OpenAI-compatible proxy that accepts only that endpoint's valid, unrevoked"
-	echo "tokens), over a real \`http.Transport\` on loopback. Every peer's cache sits on the same raw fetch,"
-	echo "\`clientcredentials.Config.Token\` (no caching of its own)."
+	echo "tokens), over a real \`http.Transport\` on loopback. Each peer fetches tokens as its users would, with"
+	echo "no caching below its own: proxyauth with \`credential.NewOAuth2\`, x/oauth2 and azcore with"
+	echo "\`clientcredentials.Config.Token\`; all three authenticate with HTTP Basic."
 	echo
 	cat "$work/scenarios.md"
 } >"$OUT"

@@ -2,7 +2,7 @@
 // outage scenarios for proxyauth, x/oauth2 and azcore against the loopback
 // sandbox, one peer after the other, and prints Markdown tables.
 //
-//	go run ./bench/cmd/scenarios [-only rollover,storm,outage] [-lifetime 1s] [-lifetimes 10]
+//	go run ./bench/cmd/scenarios [-only rollover,storm,outage] [-lifetime 1s] [-lifetimes 10] [-margin 300ms]
 package main
 
 import (
@@ -24,6 +24,8 @@ func main() {
 	lifetimes := flag.Int("lifetimes", bench.DefaultRollover.Lifetimes, "rollover: lifetimes to run for")
 	margin := flag.Duration("margin", bench.DefaultRollover.Margin, "rollover: early-refresh margin")
 	level := flag.Int("level", 3, "heading level of each scenario")
+	targets := flag.Bool("targets", true, "print proxyauth's scenario targets")
+	title := flag.String("title", "", "rollover: heading, instead of the default")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("scenarios: ")
@@ -51,7 +53,11 @@ func main() {
 				t.Rollover = &rs[len(rs)-1]
 			}
 		}
-		fmt.Fprint(w, bench.Title(*level, "Rollover: "+fmt.Sprint(cfg.Workers)+" workers, "+fmt.Sprint(cfg.Lifetimes)+" token lifetimes"))
+		h := fmt.Sprintf("Rollover: %d workers, %d token lifetimes of %v", cfg.Workers, cfg.Lifetimes, cfg.Lifetime)
+		if *title != "" {
+			h = *title
+		}
+		fmt.Fprint(w, bench.Title(*level, h))
 		bench.WriteRollover(w, cfg, peers, rs)
 	}
 	if run["storm"] {
@@ -85,10 +91,12 @@ func main() {
 		fmt.Fprint(w, bench.Title(*level, fmt.Sprintf("Identity provider outage: %d requests/s for %v", cfg.Rate, cfg.Duration)))
 		bench.WriteOutage(w, cfg, peers, rs)
 	}
-	fmt.Fprint(w, bench.Title(*level, "Scenario targets (proxyauth)"))
-	fmt.Fprint(w, bench.TargetsHeader)
-	bench.WriteTargets(w, t)
-	fmt.Fprintln(w)
+	if *targets {
+		fmt.Fprint(w, bench.Title(*level, "Scenario targets (proxyauth)"))
+		fmt.Fprint(w, bench.TargetsHeader)
+		bench.WriteTargets(w, t)
+		fmt.Fprintln(w)
+	}
 }
 
 func progress(scenario string, p bench.Peer) {
