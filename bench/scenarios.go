@@ -36,13 +36,13 @@ var DefaultRollover = RolloverConfig{
 
 // RolloverResult is what one peer did in [Rollover].
 type RolloverResult struct {
-	Peer           string
-	Requests       int           // sent in the run
-	Failed         int           // the caller got an error or a status other than 200
-	Waited         int           // auth delay above the threshold
-	P50, P99, Max  time.Duration // auth delay of the requests that reached the base
-	TokenRequests  int64         // token requests during the run
-	LagP99, LagMax time.Duration // how late 10 ms timers fired during the run: machine load
+	Peer          string
+	Requests      int           // sent in the run
+	Failed        int           // the caller got an error or a status other than 200
+	Waited        int           // auth delay above the threshold
+	P50, P99, Max time.Duration // auth delay of the requests that reached the base
+	TokenRequests int64         // token requests during the run
+	CPUPressure   float64       // share of the run in which some task waited for a CPU; -1: unknown
 }
 
 // Rollover keeps cfg.Workers goroutines sending requests for
@@ -65,7 +65,7 @@ func Rollover(ctx context.Context, p Peer, cfg RolloverConfig) (RolloverResult, 
 	}
 
 	before := e.idp.Requests()
-	lag := startTimerLag()
+	pressure := startCPUPressure()
 	deadline := time.Now().Add(time.Duration(cfg.Lifetimes) * cfg.Lifetime)
 	per := make([][]outcome, cfg.Workers)
 	var wg sync.WaitGroup
@@ -80,7 +80,7 @@ func Rollover(ctx context.Context, p Peer, cfg RolloverConfig) (RolloverResult, 
 	}
 	wg.Wait()
 	res.TokenRequests = e.idp.Requests() - before
-	res.LagP99, res.LagMax = lag.end()
+	res.CPUPressure = pressure.share()
 
 	var delays []time.Duration
 	for _, os := range per {
@@ -209,7 +209,7 @@ type OutageResult struct {
 	Recovered             bool
 	Recovery              time.Duration // from the endpoint's return to the end of the first successful request
 	RecoveryTokenRequests int64         // token requests in that time
-	LagP99, LagMax        time.Duration // how late 10 ms timers fired during the run: machine load
+	CPUPressure           float64       // share of the run in which some task waited for a CPU; -1: unknown
 }
 
 // Outage takes the token endpoint down while the peer has no usable token,
@@ -268,7 +268,7 @@ func Outage(ctx context.Context, p Peer, cfg OutageConfig) (OutageResult, error)
 	perTick := max(cfg.Rate/int(time.Second/tick), 1)
 	ticks := int(cfg.Duration / tick)
 	before := e.idp.Requests()
-	lag := startTimerLag()
+	pressure := startCPUPressure()
 	start := time.Now()
 	for i := range ticks {
 		time.Sleep(time.Until(start.Add(time.Duration(i) * tick)))
@@ -295,7 +295,7 @@ func Outage(ctx context.Context, p Peer, cfg OutageConfig) (OutageResult, error)
 		res.Recovery = time.Unix(0, ok).Sub(upAt)
 	}
 	res.RecoveryTokenRequests = e.idp.Requests() - upTokens
-	res.LagP99, res.LagMax = lag.end()
+	res.CPUPressure = pressure.share()
 	wg.Wait()
 	// A token request sent before the endpoint came back may have been
 	// refused after that: count every refusal, all before the recovery.
