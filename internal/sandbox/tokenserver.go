@@ -17,6 +17,11 @@ type TokenServerConfig struct {
 	ClientID     string        // "demo-client"
 	ClientSecret string        // "demo-secret"
 	Lifetime     time.Duration // of each token; 1 hour
+	// LifetimeFunc, if set, gives the lifetime of the n-th token issued
+	// (numbered from 1) and overrides Lifetime, so that a test can mix
+	// short and long tokens. A result below one second counts as one.
+	// It is called one token at a time and must not call the server.
+	LifetimeFunc func(n int64) time.Duration
 	Latency      time.Duration // added to every token request; none
 	// Fail, if set, is asked before each token request (numbered from 1)
 	// whether to fail it: a non-zero status is answered with body.
@@ -52,6 +57,7 @@ type TokenServer struct {
 
 	mu     sync.Mutex
 	tokens map[string]*grant
+	order  []string // the tokens in order of issue
 }
 
 type grant struct {
@@ -106,6 +112,14 @@ func (s *TokenServer) Valid(token string) bool {
 	return g != nil && !g.revoked && now.Before(g.expires)
 }
 
+// Tokens returns every token issued so far, in order of issue, so that a
+// test can revoke one or look for them where they must not appear.
+func (s *TokenServer) Tokens() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.order...)
+}
+
 // Known reports whether token was ever issued here.
 func (s *TokenServer) Known(token string) bool {
 	s.mu.Lock()
@@ -142,6 +156,12 @@ func (s *TokenServer) event(e Event) {
 		s.cfg.OnEvent(e)
 	}
 }
+
+// ServeHTTP serves the token endpoint, so that a test can put it behind a
+// handler of its own that injects faults the configuration cannot express
+// (a stalled or trickling answer, a dropped connection). Requests count
+// wherever they arrive from.
+func (s *TokenServer) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.serveToken(w, r) }
 
 func (s *TokenServer) serveToken(w http.ResponseWriter, r *http.Request) {
 	n := s.requests.Add(1)
@@ -192,16 +212,24 @@ func (s *TokenServer) serveToken(w http.ResponseWriter, r *http.Request) {
 	}
 
 	token := newToken()
-	expires := s.cfg.Now().Add(s.cfg.Lifetime)
 	s.mu.Lock()
+	nth := int64(len(s.order)) + 1
+	life := s.cfg.Lifetime
+	if s.cfg.LifetimeFunc != nil {
+		life = max(s.cfg.LifetimeFunc(nth), time.Second)
+	}
+	expires := s.cfg.Now().Add(life)
 	s.tokens[token] = &grant{expires: expires}
+	s.order = append(s.order, token)
 	s.mu.Unlock()
 	s.issued.Add(1)
 	s.event(Event{Kind: "issued", Status: http.StatusOK, Expires: expires})
+	// expires_in is whole seconds, rounded down: the client believes the
+	// token expires no later than it does here.
 	writeJSON(w, http.StatusOK, map[string]any{
 		"access_token": token,
 		"token_type":   "Bearer",
-		"expires_in":   max(int64(s.cfg.Lifetime/time.Second), 1),
+		"expires_in":   max(int64(life/time.Second), 1),
 	})
 }
 
