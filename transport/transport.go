@@ -242,11 +242,18 @@ func (t *Transport) retry(req *http.Request, resp *http.Response, used *tokencac
 // withAuth returns a shallow copy of req with its own header map holding
 // auth, and body. The header values are shared with req: a RoundTripper
 // must not modify them, and sharing saves an allocation per header.
+//
+// A key such as "authorization" that was put into the map directly, not
+// canonicalised by Header.Set, is dropped too: net/http writes every key of
+// the map, so it would go out beside the token.
 func withAuth(req *http.Request, auth []string, body io.ReadCloser) *http.Request {
 	r := new(http.Request)
 	*r = *req
 	h := make(http.Header, len(req.Header)+1)
 	for k, v := range req.Header {
+		if len(k) == len("Authorization") && strings.EqualFold(k, "Authorization") {
+			continue
+		}
 		h[k] = v
 	}
 	h["Authorization"] = auth

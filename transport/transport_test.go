@@ -733,3 +733,28 @@ func TestSameHostOrSubdomain(t *testing.T) {
 		}
 	}
 }
+
+// An Authorization key put into the header map without canonicalisation
+// does not go out beside the token (found by FuzzRoundTrip).
+func TestNonCanonicalAuthorizationReplaced(t *testing.T) {
+	up := &upstream{}
+	tr := New(credential.Static("tok"), "s", &Options{Base: up})
+	req, _ := http.NewRequest(http.MethodGet, "https://llm.example.com/", nil)
+	req.Header["authorization"] = []string{"Bearer sk-lower"}
+	req.Header["AUTHORIZATION"] = []string{"Bearer sk-upper"}
+	send := func() {
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	send()
+	s := up.sends()
+	if len(s) != 1 || len(s[0].req.Header) != 1 || s[0].auth != "Bearer tok" {
+		t.Fatalf("sent header %v; want only Authorization: Bearer tok", s[0].req.Header)
+	}
+	if len(req.Header) != 2 {
+		t.Fatalf("the caller's header changed: %v", req.Header)
+	}
+}
