@@ -726,6 +726,14 @@ func TestSameHostOrSubdomain(t *testing.T) {
 		{"1.10.0.0.1", "10.0.0.1", false},
 		{"::1", "::1", true},
 		{"", "a.com", false},
+		// Found by FuzzSameHostOrSubdomain: Unicode case mapping made
+		// different names equal.
+		{"\xc2", "\x83", false},
+		{"evil.\u212aey.com", "key.com", false}, // Kelvin sign
+		{"ev_il.\u212aey.com", "key.com", false},
+		{"a.bücher.example", "bücher.example", false},
+		{"bücher.example", "bücher.example", true},
+		{"B\u00fccher.example", "b\u00fccher.example", true},
 	}
 	for _, tt := range tests {
 		if got := sameHostOrSubdomain(tt.host, tt.parent); got != tt.want {
