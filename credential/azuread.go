@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"sync"
 
@@ -93,13 +92,7 @@ func (a *AzureAD) String() string {
 
 // Format implements [fmt.Formatter] so that every verb prints String: the
 // fields of an azidentity credential are not for printing.
-func (a *AzureAD) Format(f fmt.State, verb rune) {
-	s := a.String()
-	if verb == 'q' {
-		s = fmt.Sprintf("%q", s)
-	}
-	_, _ = io.WriteString(f, s)
-}
+func (a *AzureAD) Format(f fmt.State, verb rune) { writeRedacted(f, verb, a.String()) }
 
 // GetToken gets a token for scope from the azidentity credential.
 //

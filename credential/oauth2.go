@@ -74,13 +74,7 @@ func (c OAuth2Config) String() string {
 
 // Format implements [fmt.Formatter] so that every verb and flag, %#v and %+v
 // included, prints the redacted String.
-func (c OAuth2Config) Format(f fmt.State, verb rune) {
-	s := c.String()
-	if verb == 'q' {
-		s = fmt.Sprintf("%q", s)
-	}
-	_, _ = io.WriteString(f, s)
-}
+func (c OAuth2Config) Format(f fmt.State, verb rune) { writeRedacted(f, verb, c.String()) }
 
 // LogValue implements [slog.LogValuer] with ClientSecret redacted.
 func (c OAuth2Config) LogValue() slog.Value {
@@ -304,13 +298,7 @@ func (o *OAuth2) String() string {
 
 // Format implements [fmt.Formatter] so that every verb and flag, %#v and %+v
 // included, prints the redacted String.
-func (o *OAuth2) Format(f fmt.State, verb rune) {
-	s := o.String()
-	if verb == 'q' {
-		s = fmt.Sprintf("%q", s)
-	}
-	_, _ = io.WriteString(f, s)
-}
+func (o *OAuth2) Format(f fmt.State, verb rune) { writeRedacted(f, verb, o.String()) }
 
 // GetToken fetches a token with the client credentials grant.
 //
