@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -60,12 +61,19 @@ func (t AccessToken) GoString() string { return "credential." + t.String() }
 // Format implements [fmt.Formatter] so that no verb, flag or width can print
 // the token: %v, %+v, %s, %q, %x and the rest all show the redacted form.
 func (t AccessToken) Format(f fmt.State, verb rune) {
-	s := t.String()
-	switch {
-	case verb == 'v' && f.Flag('#'):
-		s = t.GoString()
-	case verb == 'q':
-		s = fmt.Sprintf("%q", s)
+	if verb == 'v' && f.Flag('#') {
+		writeRedacted(f, verb, t.GoString())
+		return
+	}
+	writeRedacted(f, verb, t.String())
+}
+
+// writeRedacted is the body of every Format method of this package: it
+// prints s, a description already stripped of secrets, for any verb, quoted
+// for %q.
+func writeRedacted(f fmt.State, verb rune, s string) {
+	if verb == 'q' {
+		s = strconv.Quote(s)
 	}
 	_, _ = io.WriteString(f, s)
 }
