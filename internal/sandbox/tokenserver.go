@@ -36,7 +36,7 @@ type TokenServerConfig struct {
 // Event is something the token server did.
 type Event struct {
 	Time    time.Time
-	Kind    string // "issued", "refused", "revoked"
+	Kind    string // "issued", "refused", "revoked", "fault"
 	Status  int
 	Expires time.Time
 }
@@ -54,6 +54,7 @@ type TokenServer struct {
 	requests atomic.Int64
 	issued   atomic.Int64
 	down     atomic.Int32 // status to answer while down; 0: up
+	fault    atomic.Pointer[http.Handler]
 
 	mu     sync.Mutex
 	tokens map[string]*grant
@@ -101,6 +102,17 @@ func (s *TokenServer) Issued() int64 { return s.issued.Load() }
 // SetDown makes every token request fail with status (503, say) until
 // SetDown(0).
 func (s *TokenServer) SetDown(status int) { s.down.Store(int32(status)) }
+
+// SetFault makes h answer every token request, before any check, until
+// SetFault(nil); [Faults] has the usual ones. Requests still count, and
+// each fires an Event of kind "fault".
+func (s *TokenServer) SetFault(h http.Handler) {
+	if h == nil {
+		s.fault.Store(nil)
+		return
+	}
+	s.fault.Store(&h)
+}
 
 // Valid reports whether token was issued here, has not expired and has not
 // been revoked.
@@ -175,6 +187,11 @@ func (s *TokenServer) serveToken(w http.ResponseWriter, r *http.Request) {
 	refuse := func(status int, code, desc string) {
 		writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
 		s.event(Event{Kind: "refused", Status: status})
+	}
+	if h := s.fault.Load(); h != nil {
+		(*h).ServeHTTP(w, r)
+		s.event(Event{Kind: "fault"})
+		return
 	}
 	if st := s.down.Load(); st != 0 {
 		w.Header().Set("Retry-After", "1")
