@@ -198,7 +198,7 @@ func newMatrixEnv(t *testing.T, fetchTimeout time.Duration) *matrixEnv {
 	cred := credential.Func(func(ctx context.Context, scope string) (credential.AccessToken, error) {
 		tok, err := oauth.GetToken(ctx, scope)
 		if err == nil {
-			tok.ExpiresOn = tok.ExpiresOn.Add(e.clk.Now().Sub(time.Now()))
+			tok.ExpiresOn = tok.ExpiresOn.Add(time.Until(e.clk.Now()))
 		}
 		return tok, err
 	})
