@@ -167,3 +167,25 @@ func tokenAnswer(t *testing.T, tokenURL, id, secret string) (string, int) {
 	b, _ := io.ReadAll(resp.Body)
 	return string(b), resp.StatusCode
 }
+
+// A secret with characters that form encoding changes is accepted in the
+// RFC 6749 form of HTTP Basic (form-encoded first) and as it is.
+func TestBasicAuthFormEncoded(t *testing.T) {
+	const secret = "s3cr3t/+=&%42?"
+	idp := NewTokenServer(TokenServerConfig{ClientID: "id:x", ClientSecret: secret})
+	defer idp.Close()
+	defer http.DefaultClient.CloseIdleConnections()
+	for _, c := range []struct {
+		id, secret string
+		want       int
+	}{
+		{url.QueryEscape("id:x"), url.QueryEscape(secret), http.StatusOK},
+		{"id:x", secret, http.StatusUnauthorized}, // a colon in the raw ID cannot go through Basic
+		{"id%3Ax", secret, http.StatusOK},
+		{url.QueryEscape("id:x"), "s3cr3t/ =&%42?", http.StatusUnauthorized},
+	} {
+		if _, st := tokenAnswer(t, idp.URL, c.id, c.secret); st != c.want {
+			t.Errorf("Basic %q:%q: status %d; want %d", c.id, c.secret, st, c.want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -214,11 +215,11 @@ func (s *TokenServer) serveToken(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusBadRequest, "invalid_request", "malformed form")
 		return
 	}
-	id, secret, ok := r.BasicAuth()
-	if !ok {
+	id, secret, basic := r.BasicAuth()
+	if !basic {
 		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 	}
-	if id != s.cfg.ClientID || secret != s.cfg.ClientSecret {
+	if !credMatch(id, s.cfg.ClientID, basic) || !credMatch(secret, s.cfg.ClientSecret, basic) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="token"`)
 		refuse(http.StatusUnauthorized, "invalid_client", "client authentication failed")
 		return
@@ -248,6 +249,20 @@ func (s *TokenServer) serveToken(w http.ResponseWriter, r *http.Request) {
 		"token_type":   "Bearer",
 		"expires_in":   max(int64(life/time.Second), 1),
 	})
+}
+
+// credMatch reports whether got, sent by a client, is want. RFC 6749
+// section 2.3.1 has clients form-encode the ID and secret before HTTP Basic;
+// many send them as they are, so both are accepted.
+func credMatch(got, want string, basic bool) bool {
+	if got == want {
+		return true
+	}
+	if !basic {
+		return false
+	}
+	u, err := url.QueryUnescape(got)
+	return err == nil && u == want
 }
 
 func newToken() string {
