@@ -245,11 +245,18 @@ func (t *Transport) retry(req *http.Request, resp *http.Response, used *tokencac
 // withAuth returns a shallow copy of req with its own header map holding
 // auth, and body. The header values are shared with req: a RoundTripper
 // must not modify them, and sharing saves an allocation per header.
+//
+// A key such as "authorization" that was put into the map directly, not
+// canonicalised by Header.Set, is dropped too: net/http writes every key of
+// the map, so it would go out beside the token.
 func withAuth(req *http.Request, auth []string, body io.ReadCloser) *http.Request {
 	r := new(http.Request)
 	*r = *req
 	h := make(http.Header, len(req.Header)+1)
 	for k, v := range req.Header {
+		if len(k) == len("Authorization") && strings.EqualFold(k, "Authorization") {
+			continue
+		}
 		h[k] = v
 	}
 	h["Authorization"] = auth
@@ -269,16 +276,46 @@ func originalRequest(req *http.Request) *http.Request {
 // sameHostOrSubdomain reports whether host is parent or a subdomain of it,
 // ignoring case and ports, as net/http decides whether a redirect keeps the
 // Authorization header.
+//
+// Only ASCII letters are folded, as DNS does. A name with other bytes must
+// match exactly: net/http maps such names with IDNA first, and Unicode case
+// mapping is no substitute (it folds the Kelvin sign into "k" and turns
+// every invalid byte into U+FFFD, making different names equal).
 func sameHostOrSubdomain(host, parent string) bool {
-	host, parent = strings.ToLower(strings.TrimSuffix(host, ".")), strings.ToLower(strings.TrimSuffix(parent, "."))
+	host, parent = lowerASCII(strings.TrimSuffix(host, ".")), lowerASCII(strings.TrimSuffix(parent, "."))
 	if host == parent {
 		return true
 	}
 	// An IP address is neither a subdomain nor has one.
-	if strings.ContainsAny(host, ":%") || net.ParseIP(host) != nil || net.ParseIP(parent) != nil {
+	if !isASCII(host) || !isASCII(parent) || strings.ContainsAny(host, ":%") || net.ParseIP(host) != nil || net.ParseIP(parent) != nil {
 		return false
 	}
 	return len(host) > len(parent) && strings.HasSuffix(host, parent) && host[len(host)-len(parent)-1] == '.'
+}
+
+// lowerASCII lowercases the ASCII letters of s and leaves other bytes alone.
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // isLoopback reports whether host (without port) is "localhost" or a

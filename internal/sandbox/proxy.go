@@ -50,6 +50,7 @@ type Seen struct {
 	Path          string
 	Authorization string
 	APIKey        string // the api-key header, as Azure OpenAI clients send it
+	RequestID     string // the X-Request-Id header, to match a resend to its request
 	Valid         bool
 	Status        int
 }
@@ -91,7 +92,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	p.requests.Add(1)
 	auth := r.Header.Get("Authorization")
 	token, ok := strings.CutPrefix(auth, "Bearer ")
-	seen := Seen{Path: r.URL.Path, Authorization: auth, APIKey: r.Header.Get("api-key")}
+	seen := Seen{Path: r.URL.Path, Authorization: auth, APIKey: r.Header.Get("api-key"), RequestID: r.Header.Get("X-Request-Id")}
 	seen.Valid = ok && p.idp.Valid(token)
 	if !seen.Valid {
 		p.rejected.Add(1)
