@@ -1,6 +1,7 @@
 package credential
 
 import (
+	"github.com/proxyauth/proxyauth/internal/hosts"
 	"context"
 	"errors"
 	"fmt"
@@ -221,7 +222,7 @@ func checkTokenURL(raw string) error {
 	case "https":
 		return nil
 	case "http":
-		if isLoopback(u.Hostname()) {
+		if hosts.IsLoopback(u.Hostname()) {
 			return nil
 		}
 		return fmt.Errorf("credential: OAuth2Config.TokenURL %q must be https: plain http is allowed to loopback hosts only, since the client secret is sent", redactURL(raw))
@@ -229,14 +230,6 @@ func checkTokenURL(raw string) error {
 	return fmt.Errorf("credential: OAuth2Config.TokenURL %q must be an https URL", redactURL(raw))
 }
 
-// isLoopback reports whether host is "localhost", in 127.0.0.0/8 or ::1.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
 
 // redactURL returns raw without user info, query and fragment, for messages.
 func redactURL(raw string) string {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/proxyauth/proxyauth/credential"
+	"github.com/proxyauth/proxyauth/internal/hosts"
 	"github.com/proxyauth/proxyauth/internal/tokencache"
 )
 
@@ -193,7 +194,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		bodyOwned = false
 		return t.base.RoundTrip(req)
 	}
-	if !t.allowHTTP && strings.EqualFold(req.URL.Scheme, "http") && !isLoopback(req.URL.Hostname()) {
+	if !t.allowHTTP && strings.EqualFold(req.URL.Scheme, "http") && !hosts.IsLoopback(req.URL.Hostname()) {
 		return nil, fmt.Errorf("%w: %s", ErrInsecureHTTP, req.URL.Host)
 	}
 
@@ -316,14 +317,4 @@ func isASCII(s string) bool {
 		}
 	}
 	return true
-}
-
-// isLoopback reports whether host (without port) is "localhost" or a
-// loopback address: 127.0.0.0/8 or ::1.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
