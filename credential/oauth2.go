@@ -1,10 +1,10 @@
 package credential
 
 import (
-	"github.com/proxyauth/proxyauth/internal/hosts"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/proxyauth/proxyauth/internal/hosts"
 	"io"
 	"log/slog"
 	"net"
@@ -229,7 +229,6 @@ func checkTokenURL(raw string) error {
 	}
 	return fmt.Errorf("credential: OAuth2Config.TokenURL %q must be an https URL", redactURL(raw))
 }
-
 
 // redactURL returns raw without user info, query and fragment, for messages.
 func redactURL(raw string) string {
