@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/proxyauth/proxyauth/internal/hosts"
 	"io"
 	"log/slog"
 	"net"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/proxyauth/proxyauth/internal/hosts"
 )
 
 // OAuth2Config configures an [OAuth2] credential: the RFC 6749 client
