@@ -101,8 +101,8 @@ func (a *AzureAD) Format(f fmt.State, verb rune) { writeRedacted(f, verb, a.Stri
 // one (the usual form is a resource's ".default" scope, such as
 // "https://cognitiveservices.azure.com/.default"). ExpiresOn and RefreshOn
 // are carried over. Errors of azidentity are wrapped, so that errors.As
-// still reaches *azidentity.AuthenticationFailedError and
-// *azidentity.CredentialUnavailableError.
+// still reaches *azidentity.AuthenticationFailedError, and errors.Is the
+// errors a credential chain reports as unavailable.
 func (a *AzureAD) GetToken(ctx context.Context, scope string) (AccessToken, error) {
 	scopes := strings.Fields(scope)
 	if len(scopes) == 0 {
