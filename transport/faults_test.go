@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -152,13 +154,14 @@ func (l *logRecorder) records() []string {
 
 // matrixEnv is one cell's world.
 type matrixEnv struct {
-	clk    *testutil.Clock
-	idp    *sandbox.TokenServer
-	proxy  *sandbox.Proxy
-	tr     *Transport
-	logs   *logRecorder
-	refuse atomic.Bool  // token connections go to a closed port
-	dials  atomic.Int64 // token connections attempted: one per token request
+	clk      *testutil.Clock
+	idp      *sandbox.TokenServer
+	proxy    *sandbox.Proxy
+	tr       *Transport
+	logs     *logRecorder
+	refuse   atomic.Bool  // token connections go to a closed port
+	dials    atomic.Int64 // token connections attempted: one per token request
+	inFlight atomic.Int64 // credential calls that have not returned
 }
 
 func newMatrixEnv(t *testing.T, fetchTimeout time.Duration) *matrixEnv {
@@ -196,6 +199,8 @@ func newMatrixEnv(t *testing.T, fetchTimeout time.Duration) *matrixEnv {
 	// OAuth2 dates a token by the real clock; move its expiry onto the fake
 	// clock the cache and the token server run on.
 	cred := credential.Func(func(ctx context.Context, scope string) (credential.AccessToken, error) {
+		e.inFlight.Add(1)
+		defer e.inFlight.Add(-1)
 		tok, err := oauth.GetToken(ctx, scope)
 		if err == nil {
 			tok.ExpiresOn = tok.ExpiresOn.Add(time.Until(e.clk.Now()))
@@ -222,6 +227,25 @@ func (e *matrixEnv) setFault(f *matrixFault) {
 	default:
 		e.idp.SetFault(f.handler)
 	}
+}
+
+// advance moves the fake clock by d, once the credential call that
+// FetchTimeout cut off has returned and the cache has seen it return.
+//
+// The cache does not call a credential again while a call it gave up on
+// has not returned (ErrCredentialStuck). OAuth2 returns as soon as its
+// context ends, and a real backoff lasts far longer than that; the fake
+// clock skips the backoff in no real time, so the test waits for the
+// cache's own goroutines of the fetch to end, which is where the cache
+// notes the return.
+func (e *matrixEnv) advance(t *testing.T, d time.Duration) {
+	t.Helper()
+	testutil.Eventually(t, "the credential call to return", func() bool { return e.inFlight.Load() == 0 })
+	testutil.Eventually(t, "the cache's fetch goroutines to end", func() bool {
+		buf := make([]byte, 1<<20)
+		return !bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("tokencache.(*Cache).doFetch"))
+	})
+	e.clk.Advance(d)
 }
 
 // do sends one request upstream and returns the token it carried.
@@ -346,7 +370,7 @@ func faultWithoutToken(t *testing.T, e *matrixEnv, f *matrixFault, start counts,
 		t.Fatalf("%d requests within one backoff: %+v; want one fetch, failed, one token request", burst, c)
 	}
 
-	e.clk.Advance(time.Second) // the first backoff
+	e.advance(t, time.Second) // the first backoff
 	_, err := e.do(t)
 	f.check(t, err)
 	if c := e.counts(start); c != (counts{2, 2, 2}) {
@@ -354,7 +378,7 @@ func faultWithoutToken(t *testing.T, e *matrixEnv, f *matrixFault, start counts,
 	}
 
 	e.setFault(nil)
-	e.clk.Advance(2 * time.Second) // the second backoff
+	e.advance(t, 2*time.Second) // the second backoff
 	e.mustDo(t)
 	if c := e.counts(start); c != (counts{3, 2, 3}) {
 		t.Fatalf("after the fault: %+v; want 3 fetches, 2 failed, 3 token requests", c)
@@ -389,7 +413,7 @@ func faultInRefreshWindow(t *testing.T, e *matrixEnv, f *matrixFault, old string
 		t.Fatalf("%d requests within one backoff: %+v; want one fetch, failed, one token request", 2*burst, c)
 	}
 
-	e.clk.Advance(time.Second)
+	e.advance(t, time.Second)
 	if tok := e.mustDo(t); tok != old {
 		t.Fatal("a request after one backoff did not carry the old token")
 	}
@@ -399,7 +423,7 @@ func faultInRefreshWindow(t *testing.T, e *matrixEnv, f *matrixFault, old string
 	}
 
 	e.setFault(nil)
-	e.clk.Advance(2 * time.Second)
+	e.advance(t, 2*time.Second)
 	e.mustDo(t) // starts the refresh that succeeds
 	testutil.Eventually(t, "the new token", func() bool {
 		tok, err := e.tr.Token(context.Background())
