@@ -186,11 +186,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}()
 
+	if req.URL == nil {
+		return nil, errors.New("proxyauth: nil Request.URL")
+	}
 	if req.Response != nil && !sameHostOrSubdomain(req.URL.Hostname(), originalRequest(req).URL.Hostname()) {
 		bodyOwned = false
 		return t.base.RoundTrip(req)
 	}
-	if !t.allowHTTP && req.URL.Scheme == "http" && !isLoopback(req.URL.Hostname()) {
+	if !t.allowHTTP && strings.EqualFold(req.URL.Scheme, "http") && !isLoopback(req.URL.Hostname()) {
 		return nil, fmt.Errorf("%w: %s", ErrInsecureHTTP, req.URL.Host)
 	}
 

@@ -733,3 +733,13 @@ func TestSameHostOrSubdomain(t *testing.T) {
 		}
 	}
 }
+
+func TestNilURL(t *testing.T) {
+	up := &upstream{}
+	tr := New(credential.Static("t"), "s", &Options{Base: up})
+	body := &recordingBody{Reader: strings.NewReader("x")}
+	resp, err := tr.RoundTrip(&http.Request{Method: http.MethodPost, Body: body, Header: http.Header{}})
+	if err == nil || resp != nil || body.closed.Load() != 1 || len(up.sends()) != 0 {
+		t.Fatalf("got %v, %v, body closed %d times; want an error, the body closed, nothing sent", resp, err, body.closed.Load())
+	}
+}

@@ -207,6 +207,13 @@ func (c *Cache) doFetch() (any, error) {
 	}
 	done := make(chan result, 1)
 	go func() {
+		// A panicking credential would take the whole process down from
+		// this goroutine; every waiter gets an error instead.
+		defer func() {
+			if v := recover(); v != nil {
+				done <- result{err: fmt.Errorf("%w: %v", ErrCredentialPanic, v)}
+			}
+		}()
 		tok, err := c.fetch(ctx)
 		done <- result{tok, err}
 	}()
@@ -350,10 +357,12 @@ func (c *Cache) Stats() (fetches, fetchErrors int64) {
 }
 
 // ErrEmptyToken and ErrInvalidToken describe unusable fetch results; the
-// token itself is never part of an error.
+// token itself is never part of an error. ErrCredentialPanic is wrapped
+// around the value of a credential's panic.
 var (
-	ErrEmptyToken   = errors.New("credential returned an empty token")
-	ErrInvalidToken = errors.New("credential returned a token with characters that cannot go into an HTTP header")
+	ErrCredentialPanic = errors.New("credential panicked")
+	ErrEmptyToken      = errors.New("credential returned an empty token")
+	ErrInvalidToken    = errors.New("credential returned a token with characters that cannot go into an HTTP header")
 )
 
 // ExpiredError is returned when a credential hands out a token that has

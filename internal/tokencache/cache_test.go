@@ -450,3 +450,15 @@ func TestEntryFormatHidesToken(t *testing.T) {
 		}
 	}
 }
+
+func TestCredentialPanicBecomesError(t *testing.T) {
+	clk := testutil.NewClock()
+	src := &source{fn: func(context.Context, int64) (credential.AccessToken, error) {
+		panic("boom in the credential")
+	}}
+	c := newCache(src, clk)
+	_, err := c.Get(context.Background())
+	if !errors.Is(err, ErrCredentialPanic) || !strings.Contains(err.Error(), "boom in the credential") {
+		t.Fatalf("err = %v; want ErrCredentialPanic with the panic value", err)
+	}
+}

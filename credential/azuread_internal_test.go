@@ -1,0 +1,194 @@
+package credential
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+)
+
+// fakeAzCred is an azcore.TokenCredential whose GetToken is a function.
+type fakeAzCred struct {
+	getToken func(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error)
+}
+
+func (f fakeAzCred) GetToken(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	return f.getToken(ctx, opts)
+}
+
+func TestAzureADMapsScopesAndTimes(t *testing.T) {
+	t.Parallel()
+	expires := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	refresh := expires.Add(-30 * time.Minute)
+	tests := []struct {
+		name  string
+		scope string
+		want  []string
+	}{
+		{"one", "https://x/.default", []string{"https://x/.default"}},
+		{"several", "  api://a/read\tapi://a/write\n", []string{"api://a/read", "api://a/write"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			a := NewAzureAD(fakeAzCred{func(_ context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
+				got = opts.Scopes
+				return azcore.AccessToken{Token: "tok-" + tt.name, ExpiresOn: expires, RefreshOn: refresh}, nil
+			}})
+			tok, err := a.GetToken(context.Background(), tt.scope)
+			if err != nil {
+				t.Fatalf("GetToken: got error %v; want none", err)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("Scopes: got %q; want %q", got, tt.want)
+			}
+			want := AccessToken{Token: "tok-" + tt.name, ExpiresOn: expires, RefreshOn: refresh}
+			if tok != want {
+				t.Errorf("token: got %+v (%s); want %+v", tok, tok.Token, want)
+			}
+		})
+	}
+}
+
+func TestAzureADErrorsStayReachable(t *testing.T) {
+	t.Parallel()
+	// azidentity exports no CredentialUnavailableError type since v0.x;
+	// its constructor is what a caller can compare with.
+	unavailable := azidentity.NewCredentialUnavailableError("no managed identity here")
+	afe := &azidentity.AuthenticationFailedError{}
+	tests := []struct {
+		name  string
+		cause error
+		check func(error) bool
+	}{
+		{"unavailable", unavailable, func(err error) bool { return errors.Is(err, unavailable) }},
+		{"authentication failed", afe, func(err error) bool {
+			var got *azidentity.AuthenticationFailedError
+			return errors.As(err, &got) && got == afe
+		}},
+		{"context", context.DeadlineExceeded, func(err error) bool { return errors.Is(err, context.DeadlineExceeded) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := NewAzureAD(fakeAzCred{func(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+				return azcore.AccessToken{}, tt.cause
+			}})
+			_, err := a.GetToken(context.Background(), "https://x/.default")
+			if err == nil || !tt.check(err) {
+				t.Errorf("GetToken: got error %v; want one that reaches %T", err, tt.cause)
+			}
+		})
+	}
+}
+
+func TestAzureADEmptyToken(t *testing.T) {
+	t.Parallel()
+	a := NewAzureAD(fakeAzCred{func(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+		return azcore.AccessToken{ExpiresOn: time.Now().Add(time.Hour)}, nil
+	}})
+	if _, err := a.GetToken(context.Background(), "https://x/.default"); err == nil {
+		t.Errorf("GetToken: got no error for an empty token; want one")
+	}
+}
+
+func TestAzureADCanceledContext(t *testing.T) {
+	t.Parallel()
+	var created atomic.Int64
+	a := newAzureAD(nil, func() (azcore.TokenCredential, error) {
+		created.Add(1)
+		return nil, errors.New("must not be called")
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := a.GetToken(ctx, "https://x/.default"); !errors.Is(err, context.Canceled) {
+		t.Errorf("GetToken: got error %v; want context.Canceled", err)
+	}
+	if got := created.Load(); got != 0 {
+		t.Errorf("creations: got %d; want 0", got)
+	}
+}
+
+func TestAzureADLazyDefaultOnce(t *testing.T) {
+	t.Parallel()
+	var created, calls atomic.Int64
+	a := newAzureAD(nil, func() (azcore.TokenCredential, error) {
+		created.Add(1)
+		time.Sleep(10 * time.Millisecond) // widen the race window
+		return fakeAzCred{func(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+			n := calls.Add(1)
+			return azcore.AccessToken{Token: fmt.Sprint("tok-", n), ExpiresOn: time.Now().Add(time.Hour)}, nil
+		}}, nil
+	})
+	const callers = 100
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	errs := make(chan error, callers)
+	for range callers {
+		wg.Go(func() {
+			<-start
+			_, err := a.GetToken(context.Background(), "https://x/.default")
+			errs <- err
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("GetToken: got error %v; want none", err)
+		}
+	}
+	if got := created.Load(); got != 1 {
+		t.Errorf("default credentials created: got %d; want 1", got)
+	}
+	if got := calls.Load(); got != callers {
+		t.Errorf("GetToken calls of the credential: got %d; want %d", got, callers)
+	}
+}
+
+func TestAzureADLazyDefaultRetriedAfterFailure(t *testing.T) {
+	t.Parallel()
+	cause := azidentity.NewCredentialUnavailableError("DefaultAzureCredential: no credential in this environment")
+	var created atomic.Int64
+	a := newAzureAD(nil, func() (azcore.TokenCredential, error) {
+		if created.Add(1) == 1 {
+			return nil, cause
+		}
+		return fakeAzCred{func(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+			return azcore.AccessToken{Token: "tok", ExpiresOn: time.Now().Add(time.Hour)}, nil
+		}}, nil
+	})
+
+	_, err := a.GetToken(context.Background(), "https://x/.default")
+	if !errors.Is(err, cause) {
+		t.Fatalf("first GetToken: got error %v; want one wrapping the creation error", err)
+	}
+	for i := range 2 {
+		tok, err := a.GetToken(context.Background(), "https://x/.default")
+		if err != nil || tok.Token != "tok" {
+			t.Fatalf("GetToken %d after the failure: got %v, %v; want the token, nil", i+2, tok, err)
+		}
+	}
+	if got := created.Load(); got != 2 {
+		t.Errorf("creations: got %d; want 2 (one failed, one kept)", got)
+	}
+}
+
+func TestAzureADZeroValueUsesDefault(t *testing.T) {
+	t.Parallel()
+	// The zero value must not panic on first use; with no injected
+	// constructor it would build a real DefaultAzureCredential, so only
+	// the nil-constructor path of newAzureAD is checked here.
+	a := newAzureAD(nil, nil)
+	if a.newDefault != nil || a.cred != nil {
+		t.Errorf("newAzureAD(nil, nil): got %+v; want no credential and no constructor", a)
+	}
+}

@@ -1,0 +1,108 @@
+package credential_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/proxyauth/proxyauth/credential"
+)
+
+const entraScope = "https://cognitiveservices.azure.com/.default"
+
+func TestAzureADClientSecretCredential(t *testing.T) {
+	t.Parallel()
+	entra := newFakeEntra(t, time.Hour)
+	a := credential.NewAzureAD(entra.credential(t, entraSecret))
+
+	before := time.Now()
+	tok, err := a.GetToken(context.Background(), entraScope)
+	after := time.Now()
+	if err != nil {
+		t.Fatalf("GetToken: got error %v; want none", err)
+	}
+	if want := "entra-token-1"; tok.Token != want {
+		t.Errorf("Token: got %q; want %q", tok.Token, want)
+	}
+	// MSAL computes the expiry from expires_in with a clock of its own, to
+	// the second.
+	lo, hi := before.Add(time.Hour-time.Second), after.Add(time.Hour+time.Second)
+	if tok.ExpiresOn.Before(lo) || tok.ExpiresOn.After(hi) {
+		t.Errorf("ExpiresOn: got %v; want between %v and %v", tok.ExpiresOn, lo, hi)
+	}
+	if !tok.RefreshOn.IsZero() {
+		t.Errorf("RefreshOn: got %v; want zero without refresh_in", tok.RefreshOn)
+	}
+	if got := entra.tokenRequests.Load(); got != 1 {
+		t.Errorf("token requests: got %d; want 1", got)
+	}
+}
+
+func TestAzureADRefreshOn(t *testing.T) {
+	t.Parallel()
+	entra := newFakeEntra(t, 2*time.Hour)
+	entra.refreshIn = 30 * time.Minute
+	a := credential.NewAzureAD(entra.credential(t, entraSecret))
+
+	before := time.Now()
+	tok, err := a.GetToken(context.Background(), entraScope)
+	after := time.Now()
+	if err != nil {
+		t.Fatalf("GetToken: got error %v; want none", err)
+	}
+	lo, hi := before.Add(30*time.Minute-time.Second), after.Add(30*time.Minute+time.Second)
+	if tok.RefreshOn.Before(lo) || tok.RefreshOn.After(hi) {
+		t.Errorf("RefreshOn: got %v; want between %v and %v", tok.RefreshOn, lo, hi)
+	}
+	lo, hi = before.Add(2*time.Hour-time.Second), after.Add(2*time.Hour+time.Second)
+	if tok.ExpiresOn.Before(lo) || tok.ExpiresOn.After(hi) {
+		t.Errorf("ExpiresOn: got %v; want between %v and %v", tok.ExpiresOn, lo, hi)
+	}
+}
+
+func TestAzureADWrongSecret(t *testing.T) {
+	t.Parallel()
+	entra := newFakeEntra(t, time.Hour)
+	const wrong = "not-the-secret-42"
+	a := credential.NewAzureAD(entra.credential(t, wrong))
+
+	tok, err := a.GetToken(context.Background(), entraScope)
+	if err == nil {
+		t.Fatalf("GetToken: got token %v; want an error", tok)
+	}
+	var afe *azidentity.AuthenticationFailedError
+	if !errors.As(err, &afe) {
+		t.Fatalf("errors.As(*azidentity.AuthenticationFailedError): got false for %T %v; want true", err, err)
+	}
+	if afe.RawResponse == nil || afe.RawResponse.StatusCode != 401 {
+		t.Errorf("RawResponse: got %v; want a 401", afe.RawResponse)
+	}
+	if !strings.HasPrefix(err.Error(), "credential: ") {
+		t.Errorf("error: got %q; want the prefix %q", err, "credential: ")
+	}
+	if strings.Contains(err.Error(), wrong) {
+		t.Errorf("error %q contains the client secret", err)
+	}
+	if tok != (credential.AccessToken{}) {
+		t.Errorf("token with the error: got %v; want the zero AccessToken", tok)
+	}
+}
+
+func TestAzureADEmptyScope(t *testing.T) {
+	t.Parallel()
+	entra := newFakeEntra(t, time.Hour)
+	a := credential.NewAzureAD(entra.credential(t, entraSecret))
+	for _, scope := range []string{"", " ", "\t\n"} {
+		_, err := a.GetToken(context.Background(), scope)
+		if err == nil || !strings.Contains(err.Error(), "needs a scope") {
+			t.Errorf("GetToken(%q): got error %v; want one that says a scope is needed", scope, err)
+		}
+	}
+	if got := entra.tokenRequests.Load(); got != 0 {
+		t.Errorf("token requests: got %d; want 0", got)
+	}
+}

@@ -1,0 +1,392 @@
+package credential
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// OAuth2Error is an error answer of an OAuth2 token endpoint (RFC 6749
+// section 5.2): a non-2xx status, or an error field in a 2xx answer.
+//
+// [OAuth2.GetToken] returns it wrapped in an error that also names the token
+// URL, the client ID and any Retry-After of the answer; get it with
+// errors.As(err, &oe) where oe is a *OAuth2Error. Error(), Code,
+// Description, URI and Body never contain the client secret, even when the
+// server echoes it, nor an issued token: both are replaced by REDACTED.
+type OAuth2Error struct {
+	// StatusCode is the HTTP status of the answer.
+	StatusCode int
+
+	// Code is the error field, such as "invalid_client" or
+	// "invalid_scope". For a 401 without one it comes from the error
+	// parameter of the WWW-Authenticate header, else it is
+	// "invalid_client". Empty when the answer was not an OAuth2 error
+	// (an HTML error page, a proxy's answer).
+	Code string
+
+	// Description is the error_description field, at most 1 KiB. When the
+	// answer was not an OAuth2 error, it is a short snippet of the body
+	// as text instead. Empty when there is neither.
+	Description string
+
+	// URI is the error_uri field, at most 1 KiB; empty when absent.
+	URI string
+
+	// Body is the start of the answer's body, at most 4 KiB, with secrets
+	// and tokens scrubbed. It may be cut in the middle of a character.
+	Body []byte
+}
+
+// Error describes the answer. It does no I/O.
+func (e *OAuth2Error) Error() string {
+	var b strings.Builder
+	b.WriteString("credential: token endpoint answered ")
+	b.WriteString(statusLine(e.StatusCode))
+	switch {
+	case e.Code != "":
+		b.WriteString(": ")
+		b.WriteString(quoteIfOdd(e.Code))
+	case e.StatusCode >= 200 && e.StatusCode < 300:
+		b.WriteString(" with an error")
+	default:
+		b.WriteString(", not an OAuth2 error answer")
+	}
+	if e.Description != "" {
+		b.WriteString(": ")
+		b.WriteString(strconv.Quote(e.Description))
+	}
+	if e.URI != "" {
+		b.WriteString(" (see ")
+		b.WriteString(quoteIfOdd(e.URI))
+		b.WriteString(")")
+	}
+	return b.String()
+}
+
+func statusLine(code int) string {
+	if t := http.StatusText(code); t != "" {
+		return strconv.Itoa(code) + " " + t
+	}
+	return strconv.Itoa(code)
+}
+
+var plainRE = regexp.MustCompile(`^[\x21\x23-\x5b\x5d-\x7e]+$`)
+
+// quoteIfOdd quotes s unless it is printable ASCII without spaces, quotes
+// or backslashes, as RFC 6749 error codes and URIs are.
+func quoteIfOdd(s string) string {
+	if plainRE.MatchString(s) {
+		return s
+	}
+	return strconv.Quote(s)
+}
+
+// requestError is what OAuth2.GetToken returns: the cause, with the token
+// URL and client ID the request was for and any Retry-After of the answer.
+// Its message is scrubbed of the client secret once more as a last line of
+// defence, since causes such as network errors are not built here.
+type requestError struct {
+	tokenURL   string // no user info, query or fragment
+	clientID   string
+	retryAfter string // already formatted; empty if none
+	err        error
+	secrets    *scrubber
+}
+
+func (e *requestError) Error() string {
+	cause := e.err.Error()
+	var ue *url.Error
+	if errors.As(e.err, &ue) && ue.Err != nil {
+		// url.Error repeats the full URL, query included; it is named
+		// once below without the query.
+		cause = ue.Err.Error()
+	}
+	cause = strings.TrimPrefix(cause, "credential: ")
+	msg := fmt.Sprintf("credential: OAuth2 token request to %s for client_id %q: %s", e.tokenURL, e.clientID, cause)
+	if e.retryAfter != "" {
+		msg += "; Retry-After: " + e.retryAfter
+	}
+	return e.secrets.scrub(msg)
+}
+
+func (e *requestError) Unwrap() error { return e.err }
+
+// retryAfter returns the Retry-After header as delay seconds ("30s") or an
+// HTTP date, or "" when it is absent or neither: nothing else of the header
+// reaches a message.
+func retryAfter(h http.Header) string {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return ""
+	}
+	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+		return strconv.FormatUint(n, 10) + "s"
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return t.UTC().Format(http.TimeFormat)
+	}
+	return ""
+}
+
+// scrubber replaces the client secret, the forms in which a server could
+// echo it, and issued tokens with REDACTED.
+type scrubber struct {
+	secret  string
+	forms   []string // longest first
+	longest int      // len(forms[0])
+	r       *strings.Replacer
+}
+
+func newScrubber(clientID, secret string) *scrubber {
+	qid, qsecret := url.QueryEscape(clientID), url.QueryEscape(secret)
+	forms := []string{
+		secret,
+		qsecret,
+		strings.ToLower(qsecret),
+		url.PathEscape(secret),
+		jsonEscape(secret, true),
+		jsonEscape(secret, false),
+		base64.StdEncoding.EncodeToString([]byte(qid + ":" + qsecret)),
+		base64.StdEncoding.EncodeToString([]byte(clientID + ":" + secret)),
+		base64.StdEncoding.EncodeToString([]byte(secret)),
+	}
+	return newScrubberForms(secret, forms)
+}
+
+func newScrubberForms(secret string, forms []string) *scrubber {
+	forms = slices.DeleteFunc(forms, func(s string) bool { return s == "" })
+	slices.SortFunc(forms, func(a, b string) int { return len(b) - len(a) })
+	forms = slices.Compact(forms)
+	pairs := make([]string, 0, 2*len(forms))
+	for _, f := range forms {
+		pairs = append(pairs, f, redacted)
+	}
+	longest := 0
+	if len(forms) > 0 {
+		longest = len(forms[0])
+	}
+	return &scrubber{secret: secret, forms: forms, longest: longest, r: strings.NewReplacer(pairs...)}
+}
+
+// minIssuedLen is the length from which an issued token is scrubbed by
+// value: shorter values would garble ordinary words.
+const minIssuedLen = 8
+
+// with returns a scrubber that also scrubs the given issued tokens.
+func (s *scrubber) with(issued ...string) *scrubber {
+	var add []string
+	for _, t := range issued {
+		if len(t) >= minIssuedLen {
+			add = append(add, t, jsonEscape(t, true), url.QueryEscape(t))
+		}
+	}
+	if len(add) == 0 {
+		return s
+	}
+	return newScrubberForms(s.secret, append(slices.Clone(s.forms), add...))
+}
+
+func (s *scrubber) scrub(str string) string {
+	if s == nil {
+		return str
+	}
+	return s.r.Replace(str)
+}
+
+func jsonEscape(s string, escapeHTML bool) string {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(escapeHTML)
+	_ = enc.Encode(s)
+	out := strings.TrimSuffix(b.String(), "\n")
+	return strings.TrimSuffix(strings.TrimPrefix(out, `"`), `"`)
+}
+
+// tokenFieldRE finds the values of token fields in JSON text, also when the
+// JSON is cut short; tokenParamRE does the same in form-encoded text.
+var (
+	tokenFieldRE = regexp.MustCompile(`("(?:access_token|refresh_token|id_token)"\s*:\s*")(?:[^"\\]|\\.)*`)
+	tokenParamRE = regexp.MustCompile(`((?:^|[&;?])(?:access_token|refresh_token|id_token)=)[^&;]*`)
+)
+
+// scrubText removes secrets and tokens from text taken from an answer.
+func (s *scrubber) scrubText(text string) string {
+	text = tokenFieldRE.ReplaceAllString(text, "${1}"+redacted)
+	text = tokenParamRE.ReplaceAllString(text, "${1}"+redacted)
+	return s.scrub(text)
+}
+
+// Limits of what an OAuth2Error keeps.
+const (
+	maxKeptBody    = 4 << 10
+	maxKeptField   = 1 << 10
+	maxSnippetRune = 200
+)
+
+// keepBody returns the scrubbed start of body for OAuth2Error.Body.
+func (s *scrubber) keepBody(body []byte) []byte {
+	if len(body) == 0 {
+		return nil
+	}
+	// Only the start is kept, so only the start is scrubbed.
+	body, cut := s.window(body, maxKeptBody+2*s.longest+64)
+	text := s.scrubText(string(body))
+	if cut {
+		text = s.dropTail(text)
+	}
+	if len(text) > maxKeptBody {
+		text = text[:maxKeptBody]
+	}
+	return []byte(text)
+}
+
+// window returns at most n bytes of body and whether it cut.
+func (s *scrubber) window(body []byte, n int) ([]byte, bool) {
+	if len(body) <= n {
+		return body, false
+	}
+	return body[:n], true
+}
+
+// dropTail removes the end of a text made from a window that was cut. A
+// secret that straddled the cut was not matched whole, so its first part
+// is still there, at the end of the text since scrubbing and the snippet's
+// steps keep the order; replacements and stripping before it may have moved
+// it close to the start, within what a later cut keeps. The ToValidUTF8 of
+// the snippet can triple a byte, hence three times the longest form.
+func (s *scrubber) dropTail(text string) string {
+	n := len(text) - 3*s.longest
+	if n <= 0 {
+		return ""
+	}
+	text = text[:n]
+	// Do not leave the start of a cut character.
+	for len(text) > 0 {
+		if r, size := utf8.DecodeLastRuneInString(text); r != utf8.RuneError || size > 1 {
+			break
+		}
+		text = text[:len(text)-1]
+	}
+	return text
+}
+
+// field returns a scrubbed field of an answer, cut to maxKeptField bytes
+// at a character boundary.
+func (s *scrubber) field(v string) string {
+	v = s.scrubText(strings.ToValidUTF8(v, "\uFFFD"))
+	if len(v) > maxKeptField {
+		v = v[:maxKeptField]
+		for len(v) > 0 && !utf8.ValidString(v) {
+			v = v[:len(v)-1]
+		}
+	}
+	return v
+}
+
+// snippet returns the start of a body as one line of text: tags stripped,
+// entities decoded, white space collapsed, control characters dropped, at
+// most maxSnippetRune characters. It is scrubbed before and after the
+// stripping, which can join the pieces of a secret, and before the cut,
+// which could leave part of one.
+func (s *scrubber) snippet(body []byte) string {
+	body, cut := s.window(body, 8<<10)
+	text := strings.ToValidUTF8(string(body), "\uFFFD")
+	text = s.scrubText(text)
+	text = html.UnescapeString(stripTags(text))
+	text = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) && !unicode.IsSpace(r) {
+			return -1
+		}
+		return r
+	}, text)
+	text = s.scrubText(strings.Join(strings.Fields(text), " "))
+	if cut {
+		text = strings.TrimSpace(s.dropTail(text))
+	}
+	if utf8.RuneCountInString(text) > maxSnippetRune {
+		text = string([]rune(text)[:maxSnippetRune]) + "..."
+	}
+	return text
+}
+
+// stripTags removes everything between < and >, and the content of script
+// and style elements, which is not text for a reader.
+func stripTags(s string) string {
+	var b strings.Builder
+	for len(s) > 0 {
+		i := strings.IndexByte(s, '<')
+		if i < 0 {
+			b.WriteString(s)
+			break
+		}
+		b.WriteString(s[:i])
+		b.WriteByte(' ')
+		s = s[i:]
+		end := strings.IndexByte(s, '>')
+		if end < 0 {
+			break
+		}
+		tag := strings.ToLower(s[1:end])
+		s = s[end+1:]
+		for _, el := range []string{"script", "style"} {
+			if tag == el || strings.HasPrefix(tag, el+" ") {
+				if j := strings.Index(strings.ToLower(s), "</"+el); j >= 0 {
+					s = s[j:]
+				} else {
+					s = ""
+				}
+			}
+		}
+	}
+	return b.String()
+}
+
+// authParamRE matches the auth-params of a WWW-Authenticate challenge.
+var authParamRE = regexp.MustCompile(`([A-Za-z0-9_.-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,"]*)`)
+
+// challengeError returns the error, error_description and error_uri
+// parameters of the first WWW-Authenticate challenge that has an error
+// parameter (RFC 6750 section 3 defines them; token endpoints reuse them).
+func challengeError(h http.Header) (code, desc, uri string) {
+	for _, v := range h.Values("Www-Authenticate") {
+		params := map[string]string{}
+		for _, m := range authParamRE.FindAllStringSubmatch(v, -1) {
+			val := m[2]
+			if strings.HasPrefix(val, `"`) {
+				val = unquoteParam(val)
+			}
+			key := strings.ToLower(m[1])
+			if _, seen := params[key]; !seen {
+				params[key] = val
+			}
+		}
+		if params["error"] != "" {
+			return params["error"], params["error_description"], params["error_uri"]
+		}
+	}
+	return "", "", ""
+}
+
+// unquoteParam undoes an HTTP quoted-string.
+func unquoteParam(q string) string {
+	q = strings.TrimSuffix(strings.TrimPrefix(q, `"`), `"`)
+	var b strings.Builder
+	for i := 0; i < len(q); i++ {
+		if q[i] == '\\' && i+1 < len(q) {
+			i++
+		}
+		b.WriteByte(q[i])
+	}
+	return b.String()
+}
