@@ -103,7 +103,7 @@ var sdks = []sdk{
 type openaiGo struct{ c openai.Client }
 
 var chatParams = openai.ChatCompletionNewParams{
-	Model:    openai.ChatModelGPT4oMini,
+	Model:    openai.ChatModelGPT5_4Mini,
 	Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("ping")},
 }
 

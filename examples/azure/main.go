@@ -48,7 +48,7 @@ var required = []string{"OPENAI_BASE_URL", "PROXYAUTH_SCOPE"}
 func run(ctx context.Context, args []string, getenv func(string) string, cred credential.TokenCredential, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("azure", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	model := fs.String("model", openai.ChatModelGPT4oMini, "the model (or deployment) to ask")
+	model := fs.String("model", openai.ChatModelGPT5_4Mini, "the model (or deployment) to ask")
 	prompt := fs.String("prompt", "Say hello in five words.", "the user message")
 	timeout := fs.Duration("timeout", 2*time.Minute, "bound for the whole run")
 	if err := fs.Parse(args); err != nil {

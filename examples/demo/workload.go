@@ -208,7 +208,7 @@ func runLayer(ctx context.Context, cfg Config, l layer) (LayerReport, error) {
 		option.WithAPIKey("unused"), // the auth layer replaces it; set so that no OPENAI_API_KEY is picked up
 	)
 	params := openai.ChatCompletionNewParams{
-		Model:    openai.ChatModelGPT4oMini,
+		Model:    openai.ChatModelGPT5_4Mini,
 		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("ping")},
 	}
 
