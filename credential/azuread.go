@@ -75,6 +75,25 @@ func (a *AzureAD) credential() (azcore.TokenCredential, error) {
 	return cred, nil
 }
 
+// String names the type of the underlying credential, and nothing of what
+// it holds.
+func (a *AzureAD) String() string {
+	if a == nil {
+		return "credential.AzureAD(nil)"
+	}
+	a.mu.Lock()
+	cred := a.cred
+	a.mu.Unlock()
+	if cred == nil {
+		return "credential.AzureAD{Credential:DefaultAzureCredential, not created yet}"
+	}
+	return fmt.Sprintf("credential.AzureAD{Credential:%T}", cred)
+}
+
+// Format implements [fmt.Formatter] so that every verb prints String: the
+// fields of an azidentity credential are not for printing.
+func (a *AzureAD) Format(f fmt.State, verb rune) { writeRedacted(f, verb, a.String()) }
+
 // GetToken gets a token for scope from the azidentity credential.
 //
 // scope is split with [strings.Fields] into TokenRequestOptions.Scopes; an
@@ -82,8 +101,8 @@ func (a *AzureAD) credential() (azcore.TokenCredential, error) {
 // one (the usual form is a resource's ".default" scope, such as
 // "https://cognitiveservices.azure.com/.default"). ExpiresOn and RefreshOn
 // are carried over. Errors of azidentity are wrapped, so that errors.As
-// still reaches *azidentity.AuthenticationFailedError and
-// *azidentity.CredentialUnavailableError.
+// still reaches *azidentity.AuthenticationFailedError, and errors.Is the
+// errors a credential chain reports as unavailable.
 func (a *AzureAD) GetToken(ctx context.Context, scope string) (AccessToken, error) {
 	scopes := strings.Fields(scope)
 	if len(scopes) == 0 {

@@ -3,6 +3,7 @@ package credential_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -104,5 +105,24 @@ func TestAzureADEmptyScope(t *testing.T) {
 	}
 	if got := entra.tokenRequests.Load(); got != 0 {
 		t.Errorf("token requests: got %d; want 0", got)
+	}
+}
+
+func TestAzureADPrintsNoSecret(t *testing.T) {
+	t.Parallel()
+	entra := newFakeEntra(t, time.Hour)
+	a := credential.NewAzureAD(entra.credential(t, entraSecret))
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x"} {
+		for _, v := range []any{a, struct{ A *credential.AzureAD }{a}} {
+			if got := fmt.Sprintf(verb, v); strings.Contains(got, entraSecret) || strings.Contains(got, entra.clientID) {
+				t.Errorf("Sprintf(%q): got %s; want no secret or client ID", verb, got)
+			}
+		}
+	}
+	if got, want := fmt.Sprint(a), "credential.AzureAD{Credential:*azidentity.ClientSecretCredential}"; got != want {
+		t.Errorf("Sprint: got %s; want %s", got, want)
+	}
+	if got, want := fmt.Sprint(credential.NewAzureAD(nil)), "credential.AzureAD{Credential:DefaultAzureCredential, not created yet}"; got != want {
+		t.Errorf("Sprint of NewAzureAD(nil): got %s; want %s", got, want)
 	}
 }

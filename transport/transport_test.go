@@ -532,8 +532,8 @@ func TestRequestUntouchedAndBodyClosed(t *testing.T) {
 			if fmt.Sprint(req.Header) != fmt.Sprint(wantHeader) || req.URL.String() != wantURL || req.Body != body {
 				t.Fatalf("request changed: header %v url %s", req.Header, req.URL)
 			}
-			if body.closed.Load() == 0 {
-				t.Fatal("request body not closed")
+			if n := body.closed.Load(); n != 1 {
+				t.Fatalf("request body closed %d times; want once", n)
 			}
 			for _, s := range up.sends() {
 				if s.req == req {
@@ -741,5 +741,65 @@ func TestNilURL(t *testing.T) {
 	resp, err := tr.RoundTrip(&http.Request{Method: http.MethodPost, Body: body, Header: http.Header{}})
 	if err == nil || resp != nil || body.closed.Load() != 1 || len(up.sends()) != 0 {
 		t.Fatalf("got %v, %v, body closed %d times; want an error, the body closed, nothing sent", resp, err, body.closed.Load())
+	}
+}
+
+// Once a redirect chain has left the original host, no later hop gets the
+// token, even one back on the original host.
+func TestRedirectChainThatLeftGetsNoToken(t *testing.T) {
+	hops := map[string]string{
+		"https://llm.example.com/v1": "https://evil.example.net/x",
+		"https://evil.example.net/x": "https://llm.example.com/v2",
+	}
+	var final string
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if to, ok := hops[r.URL.String()]; ok {
+			return &http.Response{StatusCode: http.StatusFound, Header: http.Header{"Location": {to}}, Body: http.NoBody, Request: r}, nil
+		}
+		final = r.Header.Get("Authorization")
+		return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+	})
+	client := Wrap(&http.Client{Transport: base}, credential.Static("secret-token"), "s", nil)
+	resp, err := client.Get("https://llm.example.com/v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if final != "" {
+		t.Fatalf("Authorization on the hop back to the original host = %q; want none", final)
+	}
+}
+
+// A server that refuses every token, new ones included, costs one extra
+// fetch, not one per request, until the hold has passed.
+func TestServerRefusingEveryToken(t *testing.T) {
+	clk := testutil.NewClock()
+	var calls atomic.Int64
+	cred := credential.Func(func(context.Context, string) (credential.AccessToken, error) {
+		n := calls.Add(1)
+		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(time.Hour)}, nil
+	})
+	var sends atomic.Int64
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		sends.Add(1)
+		return &http.Response{StatusCode: http.StatusUnauthorized, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+	})
+	tr := newTransport(cred, "s", &Options{Base: base}, clk.Now)
+	for range 100 {
+		resp, err := tr.RoundTrip(httptest.NewRequest(http.MethodGet, "https://llm.example.com/", nil))
+		if err != nil || resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("got %v, %v; want the 401", resp, err)
+		}
+	}
+	if c, s, r := calls.Load(), sends.Load(), tr.Stats().Retries; c != 2 || s != 101 || r != 1 {
+		t.Fatalf("credential calls %d, sends %d, resends %d; want 2, 101, 1", c, s, r)
+	}
+	clk.Advance(refusalHold)
+	resp, err := tr.RoundTrip(httptest.NewRequest(http.MethodGet, "https://llm.example.com/", nil))
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("got %v, %v; want the 401", resp, err)
+	}
+	if c := calls.Load(); c != 3 {
+		t.Fatalf("credential calls after the hold = %d; want 3", c)
 	}
 }

@@ -56,6 +56,7 @@ type Seen struct {
 	Path          string
 	Authorization string
 	APIKey        string // the api-key header, as Azure OpenAI clients send it
+	RequestID     string // the X-Request-Id header, to match a resend to its request
 	// Header is a copy of all the request's headers, so that a test can
 	// check that a secret reached the proxy under no name at all, and tell
 	// an empty header from a missing one.
@@ -106,7 +107,13 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	p.requests.Add(1)
 	auth := r.Header.Get("Authorization")
 	token, ok := strings.CutPrefix(auth, "Bearer ")
-	seen := Seen{Path: r.URL.Path, Authorization: auth, APIKey: r.Header.Get("api-key"), RawQuery: r.URL.RawQuery}
+	seen := Seen{
+		Path:          r.URL.Path,
+		Authorization: auth,
+		APIKey:        r.Header.Get("api-key"),
+		RequestID:     r.Header.Get("X-Request-Id"),
+		RawQuery:      r.URL.RawQuery,
+	}
 	if !p.cfg.DiscardSeen {
 		seen.Header = r.Header.Clone()
 	}

@@ -1,10 +1,13 @@
 package sandbox
 
 import (
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,4 +151,80 @@ func TestProxyRoutesAndRecords(t *testing.T) {
 	if n := len(discard.Seen()); n != 0 || discard.Accepted() != 1 {
 		t.Fatalf("DiscardSeen: %d seen, %d accepted; want 0 seen, 1 accepted", n, discard.Accepted())
 	}
+}
+
+func TestLifetimeFuncTokensAndHandler(t *testing.T) {
+	now := time.Now()
+	clock := func() time.Time { return now }
+	var lives []int64
+	idp := NewTokenServer(TokenServerConfig{
+		Now: clock,
+		LifetimeFunc: func(n int64) time.Duration {
+			lives = append(lives, n) // token requests are sequential here
+			return []time.Duration{3 * time.Second, 500 * time.Millisecond, 2 * time.Second}[n-1]
+		},
+	})
+	defer idp.Close()
+	// The server behind a handler of the test's own, as fault injection does.
+	var wrapped atomic.Int64
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		wrapped.Add(1)
+		idp.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	p := NewProxy(idp, ProxyConfig{})
+	defer p.Close()
+	defer http.DefaultClient.CloseIdleConnections()
+
+	var got []string
+	for _, url := range []string{idp.URL, front.URL, idp.URL} {
+		b, st := tokenAnswer(t, url, idp.ClientID(), idp.ClientSecret())
+		if st != http.StatusOK {
+			t.Fatalf("status %d", st)
+		}
+		got = append(got, b)
+	}
+	for i, want := range []string{`"expires_in":3`, `"expires_in":1`, `"expires_in":2`} {
+		if !strings.Contains(got[i], want) {
+			t.Errorf("answer %d = %s; want %s", i+1, got[i], want)
+		}
+	}
+	if fmt.Sprint(lives) != "[1 2 3]" || wrapped.Load() != 1 || idp.Requests() != 3 {
+		t.Fatalf("LifetimeFunc asked for %v; wrapped %d; requests %d", lives, wrapped.Load(), idp.Requests())
+	}
+	toks := idp.Tokens()
+	if len(toks) != 3 || !strings.Contains(got[0], toks[0]) || !strings.Contains(got[2], toks[2]) {
+		t.Fatalf("Tokens() = %d tokens, not the ones issued in order", len(toks))
+	}
+	now = now.Add(time.Second) // the 500 ms token counts as one second
+	if idp.Valid(toks[1]) || !idp.Valid(toks[0]) || !idp.Valid(toks[2]) {
+		t.Fatal("validity after 1 s: want only the second token expired")
+	}
+
+	req, _ := http.NewRequest(http.MethodGet, p.URL+"/models", nil)
+	req.Header.Set("Authorization", "Bearer "+toks[0])
+	req.Header.Set("X-Request-Id", "r-42")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if s := p.Seen(); len(s) != 1 || s[0].RequestID != "r-42" || !s[0].Valid {
+		t.Fatalf("Seen = %+v; want one valid request r-42", s)
+	}
+}
+
+func tokenAnswer(t *testing.T, tokenURL, id, secret string) (string, int) {
+	t.Helper()
+	form := url.Values{"grant_type": {"client_credentials"}}
+	req, _ := http.NewRequest(http.MethodPost, tokenURL, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(id, secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b), resp.StatusCode
 }

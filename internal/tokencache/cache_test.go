@@ -298,11 +298,7 @@ func TestBackoff(t *testing.T) {
 		if got := src.calls.Load(); got != calls {
 			t.Fatalf("step %d: calls within the backoff = %d; want %d", i, got, calls)
 		}
-		clk.Advance(time.Millisecond)
-		if i < len(wantBackoff)-1 {
-			// The next loop's Get makes the next attempt.
-			continue
-		}
+		clk.Advance(time.Millisecond) // the next step's Get makes the next attempt
 	}
 
 	failing.Store(false)
@@ -445,8 +441,10 @@ func TestEntryFormatHidesToken(t *testing.T) {
 	}}, clk)
 	e := mustGet(t, c)
 	for _, f := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x"} {
-		if s := fmt.Sprintf(f, e); strings.Contains(s, "s3cr3t") {
-			t.Errorf("%s shows the token: %s", f, s)
+		for _, v := range []any{e, *e, []*Entry{e}, struct{ E Entry }{*e}} {
+			if s := fmt.Sprintf(f, v); strings.Contains(s, "s3cr3t") {
+				t.Errorf("%s of %T shows the token: %s", f, v, s)
+			}
 		}
 	}
 }
@@ -460,5 +458,61 @@ func TestCredentialPanicBecomesError(t *testing.T) {
 	_, err := c.Get(context.Background())
 	if !errors.Is(err, ErrCredentialPanic) || !strings.Contains(err.Error(), "boom in the credential") {
 		t.Fatalf("err = %v; want ErrCredentialPanic with the panic value", err)
+	}
+}
+
+// A wall clock that steps back during a backoff must not stop fetches for
+// as long as the step.
+func TestClockStepBackDuringBackoff(t *testing.T) {
+	clk := testutil.NewClock()
+	var failing atomic.Bool
+	failing.Store(true)
+	src := &source{fn: func(_ context.Context, n int64) (credential.AccessToken, error) {
+		if failing.Load() {
+			return credential.AccessToken{}, errBoom
+		}
+		return credential.AccessToken{Token: "ok", ExpiresOn: clk.Now().Add(time.Hour)}, nil
+	}}
+	c := newCache(src, clk)
+	if _, err := c.Get(context.Background()); !errors.Is(err, errBoom) {
+		t.Fatalf("err = %v; want errBoom", err)
+	}
+	failing.Store(false)
+	clk.Advance(-time.Hour)
+	if _, err := c.Get(context.Background()); err != nil {
+		t.Fatalf("after the clock stepped back: %v; want a new fetch", err)
+	}
+}
+
+// While a timed-out credential call has not returned, no second call starts.
+func TestStuckCredentialIsNotCalledAgain(t *testing.T) {
+	clk := testutil.NewClock()
+	release := make(chan struct{})
+	src := &source{fn: func(_ context.Context, n int64) (credential.AccessToken, error) {
+		if n == 1 {
+			<-release // ignores ctx
+		}
+		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(time.Hour)}, nil
+	}}
+	c := New(src.fetch, Options{Now: clk.Now, FetchTimeout: 10 * time.Millisecond})
+	if _, err := c.Get(context.Background()); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v; want the fetch timeout", err)
+	}
+	for range 5 {
+		clk.Advance(maxBackoff)
+		if _, err := c.Get(context.Background()); !errors.Is(err, ErrCredentialStuck) {
+			t.Fatalf("err = %v; want ErrCredentialStuck", err)
+		}
+	}
+	if n := src.calls.Load(); n != 1 {
+		t.Fatalf("calls while the first is stuck = %d; want 1", n)
+	}
+	if f, fe := c.Stats(); f != 1 || fe != 1 {
+		t.Fatalf("Stats = %d fetches, %d errors; want 1, 1", f, fe)
+	}
+	close(release)
+	testutil.Eventually(t, "the late token", func() bool { return c.cur.Load() != nil })
+	if e := mustGet(t, c); e.Token.Token != "tok-1" {
+		t.Fatalf("got %s; want the late tok-1", e.Token.Token)
 	}
 }
