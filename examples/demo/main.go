@@ -11,7 +11,7 @@
 //
 // Usage:
 //
-//	go run ./examples/demo [-duration 6s] [-workers 64] [-v]
+//	go run ./examples/demo [-duration 5s] [-workers 64] [-v]
 package main
 
 import (
@@ -38,7 +38,7 @@ func main() {
 func defaultConfig() Config {
 	return Config{
 		Workers:       64,
-		Duration:      6 * time.Second,
+		Duration:      5 * time.Second,
 		TokenLifetime: 2 * time.Second,
 		TokenLatency:  100 * time.Millisecond,
 		RefreshBefore: 500 * time.Millisecond,
