@@ -626,3 +626,24 @@ func TestGoOpenAIAzure(t *testing.T) {
 		})
 	}
 }
+
+// TestNoToken checks that when no token can be had, nothing reaches the
+// proxy and the SDK caller gets an error from which the token endpoint's
+// answer can be read with errors.As, after whatever retries the SDK makes.
+func TestNoToken(t *testing.T) {
+	for _, s := range sdks {
+		t.Run(s.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, sandbox.TokenServerConfig{}, sandbox.ProxyConfig{})
+			e.idp.SetDown(http.StatusServiceUnavailable)
+			_, err := s.client(t, e, e.auth).chat(callCtx(t))
+			var oe *credential.OAuth2Error
+			if !errors.As(err, &oe) || oe.StatusCode != http.StatusServiceUnavailable {
+				t.Fatalf("chat error %v; want one that wraps an *OAuth2Error with status 503", err)
+			}
+			if n := e.proxy.Requests(); n != 0 {
+				t.Errorf("the proxy got %d requests; want 0", n)
+			}
+		})
+	}
+}
