@@ -164,8 +164,17 @@ func runLayer(ctx context.Context, cfg Config, l layer) (LayerReport, error) {
 		mu      sync.Mutex
 		issues  []issue
 		revoked time.Time
-		start   time.Time // set before the token server can send an event
+		start   time.Time // set before the first token request
 	)
+	// Fresh transports for each layer, sized for the workers so that
+	// connections are reused rather than churned. Their idle connections
+	// are closed after the servers have shut down (defers run in reverse),
+	// when no request can be left to return one to the pool.
+	tokenBase := &http.Transport{}
+	defer tokenBase.CloseIdleConnections()
+	apiBase := &http.Transport{MaxIdleConnsPerHost: cfg.Workers, MaxIdleConns: cfg.Workers}
+	defer apiBase.CloseIdleConnections()
+
 	idp := sandbox.NewTokenServer(sandbox.TokenServerConfig{
 		Lifetime: cfg.TokenLifetime,
 		Latency:  cfg.TokenLatency,
@@ -187,13 +196,6 @@ func runLayer(ctx context.Context, cfg Config, l layer) (LayerReport, error) {
 	defer idp.Close()
 	proxy := sandbox.NewProxy(idp, sandbox.ProxyConfig{Latency: cfg.ProxyLatency, DiscardSeen: true})
 	defer proxy.Close()
-
-	// Fresh transports for each layer, sized for the workers so that
-	// connections are reused rather than churned, and closed at the end.
-	tokenBase := &http.Transport{}
-	defer tokenBase.CloseIdleConnections()
-	apiBase := &http.Transport{MaxIdleConnsPerHost: cfg.Workers, MaxIdleConns: cfg.Workers}
-	defer apiBase.CloseIdleConnections()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -253,6 +255,7 @@ func runLayer(ctx context.Context, cfg Config, l layer) (LayerReport, error) {
 
 	mu.Lock()
 	defer mu.Unlock()
+	slices.SortFunc(issues, func(a, b issue) int { return a.at.Compare(b.at) })
 	lr := LayerReport{
 		Name:          l.name,
 		Setup:         l.setup(cfg),
