@@ -21,6 +21,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"time"
 
@@ -132,11 +133,13 @@ func printReport(w io.Writer, rep Report) {
 	count("  after revocation", func(l LayerReport) int64 { return l.WaitedRevoked })
 	count("  at a proactive refresh", func(l LayerReport) int64 { return l.WaitedRefresh })
 	count("  other", func(l LayerReport) int64 { return l.WaitedUnsorted })
+	row("time they spent waiting, summed", func(l LayerReport) string { return fmt.Sprintf("%.1fs", l.WaitTime.Seconds()) })
 	count("401s from the proxy", func(l LayerReport) int64 { return l.Rejected })
 	count("401 resends by the auth layer", func(l LayerReport) int64 { return l.Resends })
-	latency("latency p50", func(l LayerReport) time.Duration { return l.P50 })
-	latency("latency p99", func(l LayerReport) time.Duration { return l.P99 })
-	latency("latency max", func(l LayerReport) time.Duration { return l.Max })
+	row("latency of successful calls", func(LayerReport) string { return "" })
+	latency("  p50", func(l LayerReport) time.Duration { return l.P50 })
+	latency("  p99", func(l LayerReport) time.Duration { return l.P99 })
+	latency("  max", func(l LayerReport) time.Duration { return l.Max })
 
 	labelWidth, cellWidth := 0, 0
 	for _, l := range lines {
@@ -146,11 +149,12 @@ func printReport(w io.Writer, rep Report) {
 		}
 	}
 	for _, l := range lines {
-		fmt.Fprintf(w, "%-*s", labelWidth, l.label)
+		var b strings.Builder
+		fmt.Fprintf(&b, "%-*s", labelWidth, l.label)
 		for _, c := range l.cells {
-			fmt.Fprintf(w, "  %*s", cellWidth, c)
+			fmt.Fprintf(&b, "  %*s", cellWidth, c)
 		}
-		fmt.Fprintln(w)
+		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
 	}
 
 	fmt.Fprintf(w, "\nA call waited for a token when it spent more than %v (half a token request) inside the auth layer.\n", rep.Config.TokenLatency/2)

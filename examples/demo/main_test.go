@@ -47,6 +47,9 @@ func TestWorkload(t *testing.T) {
 			if sum := l.WaitedCold + l.WaitedRevoked + l.WaitedRefresh + l.WaitedUnsorted; sum != l.Waited {
 				t.Errorf("waits by cause add up to %d; want %d", sum, l.Waited)
 			}
+			if l.WaitTime <= 0 {
+				t.Errorf("WaitTime = %v for %d waits; want more than 0", l.WaitTime, l.Waited)
+			}
 			// Nothing can be sent before the first token arrives, and
 			// it takes TokenLatency to arrive.
 			if l.WaitedCold < 1 {
@@ -120,8 +123,8 @@ func TestRun(t *testing.T) {
 		for _, want := range []string{
 			"proxyauth", "x/oauth2", "token issued, valid for 2s", "tokens revoked",
 			"SDK calls", "failed", "token requests", "calls that waited for a token",
-			"at cold start", "after revocation", "at a proactive refresh",
-			"401 resends by the auth layer", "latency p50", "latency p99", "latency max",
+			"at cold start", "after revocation", "at a proactive refresh", "time they spent waiting",
+			"401 resends by the auth layer", "latency of successful calls", "  p50", "  p99", "  max",
 		} {
 			if !strings.Contains(out, want) {
 				t.Errorf("the report lacks %q:\n%s", want, out)

@@ -82,8 +82,13 @@ type LayerReport struct {
 	WaitedRevoked  int64 // the held token was revoked, before its refresh point
 	WaitedRefresh  int64 // the held token was past its refresh point
 	WaitedUnsorted int64 // none of these
+	// WaitTime is the time those calls spent in the auth layer, summed
+	// over all of them: worker time lost to tokens.
+	WaitTime time.Duration
 
-	P50, P99, Max time.Duration // of whole SDK calls
+	// P50, P99 and Max are of the SDK calls that succeeded: a call that
+	// failed at once on a 401 would make the latency look better.
+	P50, P99, Max time.Duration
 }
 
 // A layer builds an HTTP client that authenticates requests to the proxy,
@@ -267,15 +272,17 @@ func runLayer(ctx context.Context, cfg Config, l layer) (LayerReport, error) {
 	for _, rs := range results {
 		for _, c := range rs {
 			lr.Calls++
-			latencies = append(latencies, c.latency)
 			lr.Resends += c.resends
 			if c.failed {
 				lr.Failed++
+			} else {
+				latencies = append(latencies, c.latency)
 			}
 			if c.authDelay <= cfg.TokenLatency/2 {
 				continue
 			}
 			lr.Waited++
+			lr.WaitTime += c.authDelay
 			switch classify(c.waitStart, issues, revoked) {
 			case waitCold:
 				lr.WaitedCold++
