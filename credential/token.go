@@ -125,9 +125,10 @@ func (t AccessToken) MarshalJSON() ([]byte, error) {
 //
 // GetToken must be safe for concurrent use and must honour ctx: return soon
 // after ctx is done. A Transport calls it from one goroutine at a time, with
-// a context that carries its FetchTimeout, and never again while a call that
-// outlived that timeout has not returned; other users of a credential may
-// call it concurrently.
+// a context that carries its FetchTimeout; only a call that ignores its
+// context and outlives that timeout may still run beside the next one, and
+// no third call starts while two such calls have not returned. Other users
+// of a credential may call it concurrently.
 type TokenCredential interface {
 	GetToken(ctx context.Context, scope string) (AccessToken, error)
 }

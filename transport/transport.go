@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -192,6 +193,24 @@ func (t *Transport) AuthHeaders(ctx context.Context) (http.Header, error) {
 func (t *Transport) Stats() Stats {
 	f, fe := t.cache.Stats()
 	return Stats{Fetches: f, FetchErrors: fe, Retries: t.retries.Load()}
+}
+
+// String describes t by its counters and options. It reads no token and,
+// unlike fmt's walk over the fields, races with nothing.
+func (t *Transport) String() string {
+	st := t.Stats()
+	return fmt.Sprintf("transport.Transport{Base:%T AllowHTTP:%v DisableRetry:%v Fetches:%d FetchErrors:%d Retries:%d}",
+		t.base, t.allowHTTP, t.disableRetry, st.Fetches, st.FetchErrors, st.Retries)
+}
+
+// Format prints String for every verb, so that %+v and %#v cannot walk into
+// the cache and the base transport.
+func (t *Transport) Format(f fmt.State, verb rune) {
+	s := t.String()
+	if verb == 'q' {
+		s = strconv.Quote(s)
+	}
+	_, _ = io.WriteString(f, s)
 }
 
 func wrapTokenErr(err error) error { return fmt.Errorf("proxyauth: no token: %w", err) }

@@ -92,6 +92,67 @@ func TestTokenServerAndProxy(t *testing.T) {
 	}
 }
 
+func TestProxyRoutesAndRecords(t *testing.T) {
+	idp := NewTokenServer(TokenServerConfig{})
+	defer idp.Close()
+	p := NewProxy(idp, ProxyConfig{})
+	defer p.Close()
+	discard := NewProxy(idp, ProxyConfig{DiscardSeen: true})
+	defer discard.Close()
+	defer http.DefaultClient.CloseIdleConnections()
+	tok, st := token(t, idp, true, idp.ClientSecret())
+	if st != http.StatusOK {
+		t.Fatalf("token: status %d; want 200", st)
+	}
+
+	tests := []struct {
+		name string
+		url  string
+		want int
+	}{
+		{"openai chat", p.URL + "/chat/completions", http.StatusOK},
+		{"openai embeddings", p.URL + "/embeddings", http.StatusOK},
+		{"azure chat", p.Root + "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21", http.StatusOK},
+		{"azure embeddings", p.Root + "/openai/deployments/emb/embeddings?api-version=2024-10-21", http.StatusOK},
+		{"azure without endpoint", p.Root + "/openai/deployments/gpt-4o", http.StatusNotFound},
+		{"unknown", p.URL + "/nope", http.StatusNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodPost, tt.url, strings.NewReader(`{"model":"m","messages":[]}`))
+			req.Header.Set("Authorization", "Bearer "+tok)
+			req.Header["Api-Key"] = []string{""}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Fatalf("status %d; want %d", resp.StatusCode, tt.want)
+			}
+			seen := p.Seen()
+			last := seen[len(seen)-1]
+			if v, ok := last.Header["Api-Key"]; !ok || len(v) != 1 || v[0] != "" {
+				t.Errorf("Header[Api-Key] = %q (present %v); want one empty value", v, ok)
+			}
+			if want := req.URL.RawQuery; last.RawQuery != want {
+				t.Errorf("RawQuery %q; want %q", last.RawQuery, want)
+			}
+		})
+	}
+
+	req, _ := http.NewRequest(http.MethodGet, discard.URL+"/models", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if n := len(discard.Seen()); n != 0 || discard.Accepted() != 1 {
+		t.Fatalf("DiscardSeen: %d seen, %d accepted; want 0 seen, 1 accepted", n, discard.Accepted())
+	}
+}
+
 func TestLifetimeFuncTokensAndHandler(t *testing.T) {
 	now := time.Now()
 	clock := func() time.Time { return now }

@@ -20,6 +20,7 @@ const (
 	DefaultFetchTimeout  = 30 * time.Second
 
 	maxMargin    = 30 * time.Second
+	maxCalls     = 2 // credential calls at once: one that outlived FetchTimeout, and one more
 	firstBackoff = time.Second
 	maxBackoff   = 30 * time.Second
 )
@@ -92,7 +93,7 @@ type Cache struct {
 	sf        singleflight.Group
 	bgRunning atomic.Bool  // a background refresh is in flight
 	nextTry   atomic.Int64 // UnixNano before which no fetch starts; 0: no failure
-	stuck     atomic.Bool  // a credential call outlived FetchTimeout and has not returned
+	calls     atomic.Int32 // credential calls that have not returned
 
 	mu       sync.Mutex // guards lastErr and failures
 	lastErr  error      // the cause of the last failed fetch, nil after a success
@@ -212,8 +213,9 @@ func (c *Cache) doFetch() (any, error) {
 	if err := c.backoffErr(now); err != nil {
 		return nil, err
 	}
-	if c.stuck.Load() {
-		// A second call would only pile up goroutines behind the first.
+	if c.calls.Load() >= maxCalls {
+		// Calls that outlived FetchTimeout are still running: another
+		// would only pile up goroutines behind them.
 		return nil, c.fail(ErrCredentialStuck, now, false)
 	}
 
@@ -224,7 +226,9 @@ func (c *Cache) doFetch() (any, error) {
 		err error
 	}
 	done := make(chan result, 1)
+	c.calls.Add(1)
 	go func() {
+		defer c.calls.Add(-1)
 		// A panicking credential would take the whole process down from
 		// this goroutine; every waiter gets an error instead.
 		defer func() {
@@ -243,11 +247,9 @@ func (c *Cache) doFetch() (any, error) {
 	case <-ctx.Done():
 		// The credential ignores its context. Callers are released now; a
 		// token that still arrives is cached if it outlives the current one.
-		c.stuck.Store(true)
 		go func() {
 			r := <-done
 			cancel()
-			c.stuck.Store(false)
 			if r.err == nil {
 				c.storeLate(r.tok)
 			}
@@ -401,11 +403,11 @@ func (c *Cache) Stats() (fetches, fetchErrors int64) {
 // ErrEmptyToken and ErrInvalidToken describe unusable fetch results; the
 // token itself is never part of an error. ErrCredentialPanic is wrapped
 // around the value of a credential's panic. ErrCredentialStuck is the
-// cause while a timed-out credential call has not returned: no second call
-// starts until it does.
+// cause while two calls that outlived the fetch timeout have not returned:
+// no third starts until one does.
 var (
 	ErrCredentialPanic = errors.New("credential panicked")
-	ErrCredentialStuck = errors.New("the previous credential call has not returned since it timed out")
+	ErrCredentialStuck = errors.New("earlier credential calls have not returned since they timed out")
 	ErrEmptyToken      = errors.New("credential returned an empty token")
 	ErrInvalidToken    = errors.New("credential returned a token with characters that cannot go into an HTTP header")
 )
