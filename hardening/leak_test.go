@@ -211,7 +211,7 @@ func TestNoSecretLeaks(t *testing.T) {
 			a.printAll(log, "*AccessToken", &tok)
 			b, _ := json.Marshal(tok)
 			fmt.Fprintf(a, "AccessToken JSON: %s\n", b)
-			a.print(log, "Transport", tr)
+			a.printAll(log, "Transport", tr)
 			a.print(log, "Stats", tr.Stats())
 		})
 
@@ -309,7 +309,7 @@ func TestNoSecretLeaks(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodGet, proxy.URL+"/models", nil)
 		a.send(tr, req) // the proxy refuses a token it did not issue: 401, then the same token
 		a.print(log, "Static", static)
-		a.print(log, "Transport(Static)", tr)
+		a.printAll(log, "Transport(Static)", tr)
 		fn := credential.Func(func(ctx context.Context, s string) (credential.AccessToken, error) { return static.GetToken(ctx, s) })
 		a.print(log, "Func", fn)
 

@@ -232,12 +232,12 @@ func (e *matrixEnv) setFault(f *matrixFault) {
 // advance moves the fake clock by d, once the credential call that
 // FetchTimeout cut off has returned and the cache has seen it return.
 //
-// The cache does not call a credential again while a call it gave up on
-// has not returned (ErrCredentialStuck). OAuth2 returns as soon as its
-// context ends, and a real backoff lasts far longer than that; the fake
-// clock skips the backoff in no real time, so the test waits for the
-// cache's own goroutines of the fetch to end, which is where the cache
-// notes the return.
+// The cache refuses to start a call while calls it gave up on have not
+// returned (ErrCredentialStuck), and that is no fault of the token
+// endpoint. OAuth2 returns as soon as its context ends, and a real backoff
+// lasts far longer than that; the fake clock skips the backoff in no real
+// time, so the test waits for the cache's own goroutines of the fetch to
+// end, which is where the cache notes the return.
 func (e *matrixEnv) advance(t *testing.T, d time.Duration) {
 	t.Helper()
 	testutil.Eventually(t, "the credential call to return", func() bool { return e.inFlight.Load() == 0 })

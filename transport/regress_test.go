@@ -59,11 +59,11 @@ func TestSameHostOrSubdomainNonASCII(t *testing.T) {
 	}
 }
 
-// Printing a Transport must not read its internals while requests run: %v
-// reads the retry counter without synchronisation, and %s, which Transport
-// does not implement, makes fmt walk into the cache and the base transport
-// (their maps, atomics and the logger's writer). Found by the leak audit in
-// hardening/leak_test.go. Run with -race.
+// Printing a Transport must not read its internals while requests run.
+// Before Transport had String and Format, %v read the retry counter without
+// synchronisation, and %s made fmt walk into the cache and the base
+// transport (their maps, atomics and the logger's writer). Found by the
+// leak audit in hardening/leak_test.go. Run with -race.
 func TestPrintTransportWhileInUse(t *testing.T) {
 	var sends atomic.Int64
 	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
