@@ -2,6 +2,7 @@ package credential
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -78,6 +79,19 @@ func (c OAuth2Config) String() string {
 // Format implements [fmt.Formatter] so that every verb and flag, %#v and %+v
 // included, prints the redacted String.
 func (c OAuth2Config) Format(f fmt.State, verb rune) { writeRedacted(f, verb, c.String()) }
+
+// MarshalJSON implements [json.Marshaler] with ClientSecret redacted and
+// only the names of EndpointParams, like LogValue. A config therefore does
+// not survive a JSON round trip: secrets are not meant to be stored this way.
+func (c OAuth2Config) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		ClientID       string   `json:"client_id"`
+		ClientSecret   string   `json:"client_secret"`
+		TokenURL       string   `json:"token_url"`
+		AuthStyle      string   `json:"auth_style"`
+		EndpointParams []string `json:"endpoint_params"`
+	}{c.ClientID, redactedOrEmpty(c.ClientSecret), redactURL(c.TokenURL), c.AuthStyle.String(), sortedKeys(c.EndpointParams)})
+}
 
 // LogValue implements [slog.LogValuer] with ClientSecret redacted.
 func (c OAuth2Config) LogValue() slog.Value {

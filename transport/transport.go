@@ -109,11 +109,18 @@ type Transport struct {
 type refusal struct {
 	header string
 	until  time.Time
+	hold   time.Duration
 }
 
-// refusalHold is how long 401s to a refused new token are returned as they
-// are, without a fetch or a resend.
-const refusalHold = 30 * time.Second
+// 401s to a refused new token are returned as they are, without a fetch or
+// a resend, for a hold that starts at firstHold and doubles, up to maxHold,
+// each time a new token is refused again. A resend that is not refused ends
+// it. A token revoked just after it was issued thus costs a second of 401s;
+// a server that refuses every token costs a token request per 30 s.
+const (
+	firstHold = time.Second
+	maxHold   = 30 * time.Second
+)
 
 var _ http.RoundTripper = (*Transport)(nil)
 
@@ -242,8 +249,18 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	bodyOwned = false
 	resp, err := t.base.RoundTrip(withAuth(req, e.HeaderValue, req.Body))
-	if err != nil || resp.StatusCode != http.StatusUnauthorized || t.disableRetry {
-		return resp, err
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusUnauthorized {
+		// The server takes the token now: a later 401 to it is news.
+		if r := t.refused.Load(); r != nil && r.header == e.Header {
+			t.refused.CompareAndSwap(r, nil)
+		}
+		return resp, nil
+	}
+	if t.disableRetry {
+		return resp, nil
 	}
 	return t.retry(req, resp, e)
 }
@@ -282,14 +299,25 @@ func (t *Transport) retry(req *http.Request, resp *http.Response, used *tokencac
 		t.log.Debug("proxyauth: resending after 401 with a new token", "method", req.Method, "host", req.URL.Host)
 	}
 	resp, err = t.base.RoundTrip(withAuth(req, e.HeaderValue, body))
-	if err == nil && resp.StatusCode == http.StatusUnauthorized {
-		t.refused.Store(&refusal{header: e.Header, until: t.now().Add(refusalHold)})
-		if t.log != nil {
-			t.log.Warn("proxyauth: a newly fetched token was refused too; 401s to it are returned without a new fetch for a while",
-				"host", req.URL.Host, "hold", refusalHold)
-		}
+	if err != nil {
+		return resp, err
 	}
-	return resp, err
+	if resp.StatusCode != http.StatusUnauthorized {
+		if r := t.refused.Load(); r != nil && r.header == e.Header {
+			t.refused.CompareAndSwap(r, nil)
+		}
+		return resp, nil
+	}
+	now, hold := t.now(), firstHold
+	if prev := t.refused.Load(); prev != nil && now.Before(prev.until.Add(maxHold)) {
+		hold = min(2*prev.hold, maxHold) // refused again soon after the last hold
+	}
+	t.refused.Store(&refusal{header: e.Header, until: now.Add(hold), hold: hold})
+	if t.log != nil {
+		t.log.Warn("proxyauth: a newly fetched token was refused too; its 401s are returned without a new fetch for a while",
+			"host", req.URL.Host, "hold", hold)
+	}
+	return resp, nil
 }
 
 // withAuth returns a shallow copy of req with its own header map holding

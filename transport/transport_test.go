@@ -771,7 +771,8 @@ func TestRedirectChainThatLeftGetsNoToken(t *testing.T) {
 }
 
 // A server that refuses every token, new ones included, costs one extra
-// fetch, not one per request, until the hold has passed.
+// fetch per hold, not one per request; the hold doubles up to maxHold and
+// ends with a resend that is not refused.
 func TestServerRefusingEveryToken(t *testing.T) {
 	clk := testutil.NewClock()
 	var calls atomic.Int64
@@ -780,26 +781,52 @@ func TestServerRefusingEveryToken(t *testing.T) {
 		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(time.Hour)}, nil
 	})
 	var sends atomic.Int64
+	var accept atomic.Bool
 	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		sends.Add(1)
-		return &http.Response{StatusCode: http.StatusUnauthorized, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+		status := http.StatusUnauthorized
+		if accept.Load() {
+			status = http.StatusOK
+		}
+		return &http.Response{StatusCode: status, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
 	})
 	tr := newTransport(cred, "s", &Options{Base: base}, clk.Now)
-	for range 100 {
+	do := func() *http.Response {
+		t.Helper()
 		resp, err := tr.RoundTrip(httptest.NewRequest(http.MethodGet, "https://llm.example.com/", nil))
-		if err != nil || resp.StatusCode != http.StatusUnauthorized {
-			t.Fatalf("got %v, %v; want the 401", resp, err)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	for range 100 {
+		if resp := do(); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("status = %d; want the 401", resp.StatusCode)
 		}
 	}
 	if c, s, r := calls.Load(), sends.Load(), tr.Stats().Retries; c != 2 || s != 101 || r != 1 {
 		t.Fatalf("credential calls %d, sends %d, resends %d; want 2, 101, 1", c, s, r)
 	}
-	clk.Advance(refusalHold)
-	resp, err := tr.RoundTrip(httptest.NewRequest(http.MethodGet, "https://llm.example.com/", nil))
-	if err != nil || resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("got %v, %v; want the 401", resp, err)
+	for i, hold := range []time.Duration{1, 2, 4, 8, 16, 30, 30} {
+		hold *= time.Second
+		clk.Advance(hold - time.Millisecond)
+		do()
+		if c := calls.Load(); c != int64(i+2) {
+			t.Fatalf("step %d: credential calls within a hold of %v = %d; want %d", i, hold, c, i+2)
+		}
+		clk.Advance(time.Millisecond)
+		do()
+		if c := calls.Load(); c != int64(i+3) {
+			t.Fatalf("step %d: credential calls after a hold of %v = %d; want %d", i, hold, c, i+3)
+		}
 	}
-	if c := calls.Load(); c != 3 {
-		t.Fatalf("credential calls after the hold = %d; want 3", c)
+	accept.Store(false)
+	clk.Advance(maxHold)
+	accept.Store(true)
+	if resp := do(); resp.StatusCode != http.StatusOK {
+		t.Fatalf("status = %d; want 200", resp.StatusCode)
+	}
+	if tr.refused.Load() != nil {
+		t.Fatal("a successful request did not end the hold")
 	}
 }

@@ -314,12 +314,18 @@ func (c *Cache) fail(cause error, now time.Time, called bool) error {
 	backoff := firstBackoff << min(c.failures-1, 5)
 	backoff = min(backoff, maxBackoff)
 	next := now.Add(backoff)
+	// A failed background refresh must not keep callers from a fetch once
+	// the old token is no longer usable: with short-lived tokens the
+	// backoff can outlast the refresh window.
+	if cur := c.cur.Load(); cur != nil && !cur.never && now.Before(cur.usableUntil) && next.After(cur.usableUntil) {
+		next = cur.usableUntil
+	}
 	c.lastErr = cause
 	c.nextTry.Store(next.UnixNano())
 	failures := c.failures
 	c.mu.Unlock()
 	if c.log != nil {
-		c.log.Warn("proxyauth: token fetch failed", "error", cause.Error(), "failures", failures, "retry_in", backoff)
+		c.log.Warn("proxyauth: token fetch failed", "error", cause.Error(), "failures", failures, "retry_in", next.Sub(now))
 	}
 	return &FetchError{Err: cause, Failures: failures, NextTry: next, now: now}
 }

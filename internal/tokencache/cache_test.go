@@ -521,3 +521,28 @@ func TestStuckCredentialIsNotCalledAgain(t *testing.T) {
 	}
 	testutil.Eventually(t, "the stuck calls to end", func() bool { return c.calls.Load() == 0 })
 }
+
+// A failed background refresh of a short-lived token must not leave callers
+// without a token for a whole backoff: the next try comes no later than the
+// moment the old token stops being usable.
+func TestFailedRefreshRetriesWhenTokenRunsOut(t *testing.T) {
+	clk := testutil.NewClock()
+	var failing atomic.Bool
+	src := &source{fn: func(_ context.Context, n int64) (credential.AccessToken, error) {
+		if failing.Load() {
+			return credential.AccessToken{}, errBoom
+		}
+		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(2 * time.Second)}, nil
+	}}
+	c := newCache(src, clk)
+	first := mustGet(t, c) // refresh at 1s, usable until 1.8s
+	failing.Store(true)
+	clk.Advance(1500 * time.Millisecond)
+	mustGet(t, c)
+	waitIdle(t, c)
+	failing.Store(false)
+	clk.Set(first.UsableUntil())
+	if e := mustGet(t, c); e.Token.Token != "tok-3" {
+		t.Fatalf("got %s; want a new token as soon as the old one ran out", e.Token.Token)
+	}
+}
