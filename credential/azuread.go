@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"sync"
 
@@ -93,13 +92,7 @@ func (a *AzureAD) String() string {
 
 // Format implements [fmt.Formatter] so that every verb prints String: the
 // fields of an azidentity credential are not for printing.
-func (a *AzureAD) Format(f fmt.State, verb rune) {
-	s := a.String()
-	if verb == 'q' {
-		s = fmt.Sprintf("%q", s)
-	}
-	_, _ = io.WriteString(f, s)
-}
+func (a *AzureAD) Format(f fmt.State, verb rune) { writeRedacted(f, verb, a.String()) }
 
 // GetToken gets a token for scope from the azidentity credential.
 //
@@ -108,8 +101,8 @@ func (a *AzureAD) Format(f fmt.State, verb rune) {
 // one (the usual form is a resource's ".default" scope, such as
 // "https://cognitiveservices.azure.com/.default"). ExpiresOn and RefreshOn
 // are carried over. Errors of azidentity are wrapped, so that errors.As
-// still reaches *azidentity.AuthenticationFailedError and
-// *azidentity.CredentialUnavailableError.
+// still reaches *azidentity.AuthenticationFailedError, and errors.Is the
+// errors a credential chain reports as unavailable.
 func (a *AzureAD) GetToken(ctx context.Context, scope string) (AccessToken, error) {
 	scopes := strings.Fields(scope)
 	if len(scopes) == 0 {

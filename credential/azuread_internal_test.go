@@ -181,14 +181,3 @@ func TestAzureADLazyDefaultRetriedAfterFailure(t *testing.T) {
 		t.Errorf("creations: got %d; want 2 (one failed, one kept)", got)
 	}
 }
-
-func TestAzureADZeroValueUsesDefault(t *testing.T) {
-	t.Parallel()
-	// The zero value must not panic on first use; with no injected
-	// constructor it would build a real DefaultAzureCredential, so only
-	// the nil-constructor path of newAzureAD is checked here.
-	a := newAzureAD(nil, nil)
-	if a.newDefault != nil || a.cred != nil {
-		t.Errorf("newAzureAD(nil, nil): got %+v; want no credential and no constructor", a)
-	}
-}

@@ -157,6 +157,8 @@ func newScrubber(clientID, secret string) *scrubber {
 		url.PathEscape(secret),
 		jsonEscape(secret, true),
 		jsonEscape(secret, false),
+		slashEscape(jsonEscape(secret, true)),
+		slashEscape(jsonEscape(secret, false)),
 		base64.StdEncoding.EncodeToString([]byte(qid + ":" + qsecret)),
 		base64.StdEncoding.EncodeToString([]byte(clientID + ":" + secret)),
 		base64.StdEncoding.EncodeToString([]byte(secret)),
@@ -188,7 +190,7 @@ func (s *scrubber) with(issued ...string) *scrubber {
 	var add []string
 	for _, t := range issued {
 		if len(t) >= minIssuedLen {
-			add = append(add, t, jsonEscape(t, true), url.QueryEscape(t))
+			add = append(add, t, jsonEscape(t, true), slashEscape(jsonEscape(t, true)), url.QueryEscape(t))
 		}
 	}
 	if len(add) == 0 {
@@ -203,6 +205,9 @@ func (s *scrubber) scrub(str string) string {
 	}
 	return s.r.Replace(str)
 }
+
+// slashEscape writes / as \/, as PHP's json_encode and others do.
+func slashEscape(s string) string { return strings.ReplaceAll(s, "/", `\/`) }
 
 func jsonEscape(s string, escapeHTML bool) string {
 	var b strings.Builder

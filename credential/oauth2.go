@@ -2,6 +2,7 @@ package credential
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/proxyauth/proxyauth/internal/hosts"
 )
 
 // OAuth2Config configures an [OAuth2] credential: the RFC 6749 client
@@ -47,7 +50,8 @@ type OAuth2Config struct {
 
 	// HTTPClient sends the token requests. nil means a shared client with
 	// a 30 second timeout per request and bounded dial, TLS handshake and
-	// response header waits. Whatever the client, a request ends when the
+	// response header waits. Redirects are never followed, whatever the
+	// client's CheckRedirect: they would carry the client secret. Whatever the client, a request ends when the
 	// context given to GetToken does.
 	HTTPClient *http.Client
 }
@@ -74,12 +78,19 @@ func (c OAuth2Config) String() string {
 
 // Format implements [fmt.Formatter] so that every verb and flag, %#v and %+v
 // included, prints the redacted String.
-func (c OAuth2Config) Format(f fmt.State, verb rune) {
-	s := c.String()
-	if verb == 'q' {
-		s = fmt.Sprintf("%q", s)
-	}
-	_, _ = io.WriteString(f, s)
+func (c OAuth2Config) Format(f fmt.State, verb rune) { writeRedacted(f, verb, c.String()) }
+
+// MarshalJSON implements [json.Marshaler] with ClientSecret redacted and
+// only the names of EndpointParams, like LogValue. A config therefore does
+// not survive a JSON round trip: secrets are not meant to be stored this way.
+func (c OAuth2Config) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		ClientID       string   `json:"client_id"`
+		ClientSecret   string   `json:"client_secret"`
+		TokenURL       string   `json:"token_url"`
+		AuthStyle      string   `json:"auth_style"`
+		EndpointParams []string `json:"endpoint_params"`
+	}{c.ClientID, redactedOrEmpty(c.ClientSecret), redactURL(c.TokenURL), c.AuthStyle.String(), sortedKeys(c.EndpointParams)})
 }
 
 // LogValue implements [slog.LogValuer] with ClientSecret redacted.
@@ -190,17 +201,13 @@ func NewOAuth2(cfg OAuth2Config) (*OAuth2, error) {
 			return nil, fmt.Errorf("credential: OAuth2Config.EndpointParams must not set %q: it is set by the grant (pass the scope to GetToken)", k)
 		}
 	}
-	client := cfg.HTTPClient
-	if client == nil {
-		client = defaultHTTPClient()
-	}
 	o := &OAuth2{
 		clientID:   cfg.ClientID,
 		tokenURL:   cfg.TokenURL,
 		displayURL: redactURL(cfg.TokenURL),
 		authStyle:  cfg.AuthStyle,
 		params:     cloneValues(cfg.EndpointParams),
-		client:     client,
+		client:     noRedirects(cfg.HTTPClient),
 		secrets:    newScrubber(cfg.ClientID, cfg.ClientSecret),
 	}
 	return o, nil
@@ -230,21 +237,12 @@ func checkTokenURL(raw string) error {
 	case "https":
 		return nil
 	case "http":
-		if isLoopback(u.Hostname()) {
+		if hosts.IsLoopback(u.Hostname()) {
 			return nil
 		}
 		return fmt.Errorf("credential: OAuth2Config.TokenURL %q must be https: plain http is allowed to loopback hosts only, since the client secret is sent", redactURL(raw))
 	}
 	return fmt.Errorf("credential: OAuth2Config.TokenURL %q must be an https URL", redactURL(raw))
-}
-
-// isLoopback reports whether host is "localhost", in 127.0.0.0/8 or ::1.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // redactURL returns raw without user info, query and fragment, for messages.
@@ -272,11 +270,28 @@ func cloneValues(v url.Values) url.Values {
 	return c
 }
 
+// noRedirects returns a copy of client (nil: the default client) that does
+// not follow redirects. net/http resends a POST on 307 and 308, form body
+// and Basic header included, so following a token endpoint's redirect
+// would hand the client secret to another host, or send it over plain
+// http. A 3xx answer becomes an error instead.
+func noRedirects(client *http.Client) *http.Client {
+	if client == nil {
+		return defaultHTTPClient()
+	}
+	c := *client
+	c.CheckRedirect = useLastResponse
+	return &c
+}
+
+func useLastResponse(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
 // defaultHTTPClient is the client used when OAuth2Config.HTTPClient is nil.
 // It is shared so that all OAuth2 credentials share one connection pool.
 var defaultHTTPClient = sync.OnceValue(func() *http.Client {
 	return &http.Client{
-		Timeout: 30 * time.Second,
+		Timeout:       30 * time.Second,
+		CheckRedirect: useLastResponse,
 		Transport: &http.Transport{
 			Proxy: http.ProxyFromEnvironment,
 			DialContext: (&net.Dialer{
@@ -304,13 +319,7 @@ func (o *OAuth2) String() string {
 
 // Format implements [fmt.Formatter] so that every verb and flag, %#v and %+v
 // included, prints the redacted String.
-func (o *OAuth2) Format(f fmt.State, verb rune) {
-	s := o.String()
-	if verb == 'q' {
-		s = fmt.Sprintf("%q", s)
-	}
-	_, _ = io.WriteString(f, s)
-}
+func (o *OAuth2) Format(f fmt.State, verb rune) { writeRedacted(f, verb, o.String()) }
 
 // GetToken fetches a token with the client credentials grant.
 //
@@ -403,7 +412,8 @@ func (o *OAuth2) exchange(ctx context.Context, form url.Values, style AuthStyle)
 	if err != nil {
 		return AccessToken{}, o.wrap(fmt.Errorf("reading the answer (%s): %w", resp.Status, err), nil)
 	}
-	return o.handleResponse(resp.StatusCode, resp.Header, body, time.Now())
+	// Round(0): expiry is a wall-clock fact; see AccessToken.ExpiresOn.
+	return o.handleResponse(resp.StatusCode, resp.Header, body, time.Now().Round(0))
 }
 
 // handleResponse turns an answer of the token endpoint into a token or an

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,7 +19,13 @@ import (
 // Token is reachable only by field access. Every fmt verb (AccessToken
 // implements [fmt.Formatter]), [log/slog] (LogValue) and [encoding/json]
 // (MarshalJSON) show a redacted form with the expiry, so that logging or
-// printing a token by mistake leaks nothing.
+// printing a token by mistake leaks nothing. fmt cannot call methods on
+// unexported struct fields, so a struct that keeps an AccessToken in one
+// prints it raw: keep tokens in exported fields or behind a Format method.
+//
+// ExpiresOn and RefreshOn are wall-clock times; the transport strips any
+// monotonic clock reading from them, since the monotonic clock stops while
+// a machine sleeps and a token's expiry does not.
 type AccessToken struct {
 	Token     string
 	ExpiresOn time.Time // zero: never expires
@@ -60,12 +67,19 @@ func (t AccessToken) GoString() string { return "credential." + t.String() }
 // Format implements [fmt.Formatter] so that no verb, flag or width can print
 // the token: %v, %+v, %s, %q, %x and the rest all show the redacted form.
 func (t AccessToken) Format(f fmt.State, verb rune) {
-	s := t.String()
-	switch {
-	case verb == 'v' && f.Flag('#'):
-		s = t.GoString()
-	case verb == 'q':
-		s = fmt.Sprintf("%q", s)
+	if verb == 'v' && f.Flag('#') {
+		writeRedacted(f, verb, t.GoString())
+		return
+	}
+	writeRedacted(f, verb, t.String())
+}
+
+// writeRedacted is the body of every Format method of this package: it
+// prints s, a description already stripped of secrets, for any verb, quoted
+// for %q.
+func writeRedacted(f fmt.State, verb rune, s string) {
+	if verb == 'q' {
+		s = strconv.Quote(s)
 	}
 	_, _ = io.WriteString(f, s)
 }
@@ -110,9 +124,11 @@ func (t AccessToken) MarshalJSON() ([]byte, error) {
 // TokenCredential fetches tokens for a scope.
 //
 // GetToken must be safe for concurrent use and must honour ctx: return soon
-// after ctx is done. The transport calls it from a single goroutine at a time
-// per scope, with a context that carries its own deadline, but other users of
-// a credential may not.
+// after ctx is done. A Transport calls it from one goroutine at a time, with
+// a context that carries its FetchTimeout; only a call that ignores its
+// context and outlives that timeout may still run beside the next one, and
+// no third call starts while two such calls have not returned. Other users
+// of a credential may call it concurrently.
 type TokenCredential interface {
 	GetToken(ctx context.Context, scope string) (AccessToken, error)
 }
@@ -152,7 +168,7 @@ func FromTokenSource(ts oauth2.TokenSource) TokenCredential {
 		}
 		tok, err := ts.Token()
 		if err != nil {
-			return AccessToken{}, err
+			return AccessToken{}, tokenSourceError(err)
 		}
 		if tok == nil || tok.AccessToken == "" {
 			return AccessToken{}, errors.New("credential: token source returned no access token")
@@ -163,3 +179,32 @@ func FromTokenSource(ts oauth2.TokenSource) TokenCredential {
 		return AccessToken{Token: tok.AccessToken, ExpiresOn: tok.Expiry}, nil
 	})
 }
+
+// tokenSourceError keeps the response body of an [oauth2.RetrieveError] out of
+// the message: RetrieveError.Error() includes the whole body when the server
+// sent no error code, and a body can echo the client secret. The original
+// error stays reachable with errors.As.
+func tokenSourceError(err error) error {
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) {
+		return err
+	}
+	status := 0
+	if re.Response != nil {
+		status = re.Response.StatusCode
+	}
+	msg := fmt.Sprintf("credential: token source: token endpoint answered %d", status)
+	if re.ErrorCode != "" {
+		msg += fmt.Sprintf(" %q", re.ErrorCode)
+	}
+	return &redactedError{msg: msg, err: err}
+}
+
+// redactedError shows msg and unwraps to err, whose own message is not shown.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -138,6 +139,12 @@ func TestFromTokenSource(t *testing.T) {
 	t.Parallel()
 	expiry := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	cause := &oauth2.RetrieveError{ErrorCode: "invalid_grant"}
+	// Without an error code, RetrieveError.Error() shows the whole body,
+	// which here echoes the secret.
+	bodyCause := &oauth2.RetrieveError{
+		Response: &http.Response{StatusCode: http.StatusUnauthorized},
+		Body:     []byte("bad client_secret=" + secretToken),
+	}
 	tests := []struct {
 		name    string
 		tok     *oauth2.Token
@@ -149,6 +156,7 @@ func TestFromTokenSource(t *testing.T) {
 		{"lower-case bearer", &oauth2.Token{AccessToken: "a", TokenType: "bearer", Expiry: expiry}, nil, credential.AccessToken{Token: "a", ExpiresOn: expiry}, ""},
 		{"no type, no expiry", &oauth2.Token{AccessToken: "a"}, nil, credential.AccessToken{Token: "a"}, ""},
 		{"error passes through", nil, cause, credential.AccessToken{}, "invalid_grant"},
+		{"error body kept out", nil, bodyCause, credential.AccessToken{}, "answered 401"},
 		{"DPoP refused", &oauth2.Token{AccessToken: secretToken, TokenType: "DPoP"}, nil, credential.AccessToken{}, `type "DPoP", not Bearer`},
 		{"MAC refused", &oauth2.Token{AccessToken: secretToken, TokenType: "MAC"}, nil, credential.AccessToken{}, `type "MAC", not Bearer`},
 		{"empty token", &oauth2.Token{}, nil, credential.AccessToken{}, "no access token"},
@@ -176,7 +184,7 @@ func TestFromTokenSource(t *testing.T) {
 			}
 			if tt.err != nil {
 				var re *oauth2.RetrieveError
-				if !errors.As(err, &re) || re != cause {
+				if !errors.As(err, &re) || re != tt.err {
 					t.Errorf("errors.As(*oauth2.RetrieveError): got %v; want the source's error", err)
 				}
 			}

@@ -13,11 +13,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/proxyauth/proxyauth/credential"
+	"github.com/proxyauth/proxyauth/internal/hosts"
 	"github.com/proxyauth/proxyauth/internal/tokencache"
 )
 
@@ -93,10 +95,32 @@ type Transport struct {
 	base         http.RoundTripper
 	cache        *tokencache.Cache
 	log          *slog.Logger
+	now          func() time.Time
 	allowHTTP    bool
 	disableRetry bool
 	retries      atomic.Int64
+	refused      atomic.Pointer[refusal]
 }
+
+// refusal remembers a token that the server refused although it had just
+// been fetched for a resend. A server that refuses new tokens too (a wrong
+// audience, a missing role) is not helped by another fetch, and fetching on
+// every 401 would hammer the identity provider.
+type refusal struct {
+	header string
+	until  time.Time
+	hold   time.Duration
+}
+
+// 401s to a refused new token are returned as they are, without a fetch or
+// a resend, for a hold that starts at firstHold and doubles, up to maxHold,
+// each time a new token is refused again. A resend that is not refused ends
+// it. A token revoked just after it was issued thus costs a second of 401s;
+// a server that refuses every token costs a token request per 30 s.
+const (
+	firstHold = time.Second
+	maxHold   = 30 * time.Second
+)
 
 var _ http.RoundTripper = (*Transport)(nil)
 
@@ -111,8 +135,12 @@ func newTransport(cred credential.TokenCredential, scope string, opts *Options, 
 	if opts != nil {
 		o = *opts
 	}
+	if now == nil {
+		now = time.Now
+	}
 	t := &Transport{
 		base:         o.Base,
+		now:          now,
 		log:          o.Logger,
 		allowHTTP:    o.AllowHTTP,
 		disableRetry: o.DisableRetry,
@@ -174,6 +202,24 @@ func (t *Transport) Stats() Stats {
 	return Stats{Fetches: f, FetchErrors: fe, Retries: t.retries.Load()}
 }
 
+// String describes t by its counters and options. It reads no token and,
+// unlike fmt's walk over the fields, races with nothing.
+func (t *Transport) String() string {
+	st := t.Stats()
+	return fmt.Sprintf("transport.Transport{Base:%T AllowHTTP:%v DisableRetry:%v Fetches:%d FetchErrors:%d Retries:%d}",
+		t.base, t.allowHTTP, t.disableRetry, st.Fetches, st.FetchErrors, st.Retries)
+}
+
+// Format prints String for every verb, so that %+v and %#v cannot walk into
+// the cache and the base transport.
+func (t *Transport) Format(f fmt.State, verb rune) {
+	s := t.String()
+	if verb == 'q' {
+		s = strconv.Quote(s)
+	}
+	_, _ = io.WriteString(f, s)
+}
+
 func wrapTokenErr(err error) error { return fmt.Errorf("proxyauth: no token: %w", err) }
 
 // RoundTrip implements [http.RoundTripper].
@@ -189,11 +235,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL == nil {
 		return nil, errors.New("proxyauth: nil Request.URL")
 	}
-	if req.Response != nil && !sameHostOrSubdomain(req.URL.Hostname(), originalRequest(req).URL.Hostname()) {
+	if req.Response != nil && !redirectKeepsToken(req) {
 		bodyOwned = false
 		return t.base.RoundTrip(req)
 	}
-	if !t.allowHTTP && strings.EqualFold(req.URL.Scheme, "http") && !isLoopback(req.URL.Hostname()) {
+	if !t.allowHTTP && strings.EqualFold(req.URL.Scheme, "http") && !hosts.IsLoopback(req.URL.Hostname()) {
 		return nil, fmt.Errorf("%w: %s", ErrInsecureHTTP, req.URL.Host)
 	}
 
@@ -203,8 +249,18 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	bodyOwned = false
 	resp, err := t.base.RoundTrip(withAuth(req, e.HeaderValue, req.Body))
-	if err != nil || resp.StatusCode != http.StatusUnauthorized || t.disableRetry {
-		return resp, err
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusUnauthorized {
+		// The server takes the token now: a later 401 to it is news.
+		if r := t.refused.Load(); r != nil && r.header == e.Header {
+			t.refused.CompareAndSwap(r, nil)
+		}
+		return resp, nil
+	}
+	if t.disableRetry {
+		return resp, nil
 	}
 	return t.retry(req, resp, e)
 }
@@ -214,6 +270,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 func (t *Transport) retry(req *http.Request, resp *http.Response, used *tokencache.Entry) (*http.Response, error) {
 	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
 		return resp, nil // a resend would send a partial or empty body
+	}
+	if r := t.refused.Load(); r != nil && r.header == used.Header && t.now().Before(r.until) {
+		return resp, nil // refused even when new: another token would be too
 	}
 	t.cache.Invalidate(used.Token.Token)
 	e, err := t.cache.Get(req.Context())
@@ -239,17 +298,43 @@ func (t *Transport) retry(req *http.Request, resp *http.Response, used *tokencac
 	if t.log != nil {
 		t.log.Debug("proxyauth: resending after 401 with a new token", "method", req.Method, "host", req.URL.Host)
 	}
-	return t.base.RoundTrip(withAuth(req, e.HeaderValue, body))
+	resp, err = t.base.RoundTrip(withAuth(req, e.HeaderValue, body))
+	if err != nil {
+		return resp, err
+	}
+	if resp.StatusCode != http.StatusUnauthorized {
+		if r := t.refused.Load(); r != nil && r.header == e.Header {
+			t.refused.CompareAndSwap(r, nil)
+		}
+		return resp, nil
+	}
+	now, hold := t.now(), firstHold
+	if prev := t.refused.Load(); prev != nil && now.Before(prev.until.Add(maxHold)) {
+		hold = min(2*prev.hold, maxHold) // refused again soon after the last hold
+	}
+	t.refused.Store(&refusal{header: e.Header, until: now.Add(hold), hold: hold})
+	if t.log != nil {
+		t.log.Warn("proxyauth: a newly fetched token was refused too; its 401s are returned without a new fetch for a while",
+			"host", req.URL.Host, "hold", hold)
+	}
+	return resp, nil
 }
 
 // withAuth returns a shallow copy of req with its own header map holding
 // auth, and body. The header values are shared with req: a RoundTripper
 // must not modify them, and sharing saves an allocation per header.
+//
+// A key such as "authorization" that was put into the map directly, not
+// canonicalised by Header.Set, is dropped too: net/http writes every key of
+// the map, so it would go out beside the token.
 func withAuth(req *http.Request, auth []string, body io.ReadCloser) *http.Request {
 	r := new(http.Request)
 	*r = *req
 	h := make(http.Header, len(req.Header)+1)
 	for k, v := range req.Header {
+		if len(k) == len("Authorization") && strings.EqualFold(k, "Authorization") {
+			continue
+		}
 		h[k] = v
 	}
 	h["Authorization"] = auth
@@ -258,35 +343,65 @@ func withAuth(req *http.Request, auth []string, body io.ReadCloser) *http.Reques
 	return r
 }
 
-// originalRequest returns the first request of a redirect chain.
-func originalRequest(req *http.Request) *http.Request {
-	for req.Response != nil && req.Response.Request != nil {
-		req = req.Response.Request
+// redirectKeepsToken reports whether a redirect hop may carry the token:
+// only while every hop of its chain stayed on the original request's host
+// or its subdomains. Once a chain has left, a return to the original host
+// gets no token either, as net/http treats Authorization since Go 1.23.5.
+func redirectKeepsToken(req *http.Request) bool {
+	orig := req
+	for orig.Response != nil && orig.Response.Request != nil {
+		orig = orig.Response.Request
 	}
-	return req
+	host := orig.URL.Hostname()
+	for r := req; r != orig; r = r.Response.Request {
+		if !sameHostOrSubdomain(r.URL.Hostname(), host) {
+			return false
+		}
+	}
+	return true
 }
 
 // sameHostOrSubdomain reports whether host is parent or a subdomain of it,
 // ignoring case and ports, as net/http decides whether a redirect keeps the
 // Authorization header.
+//
+// Only ASCII letters are folded, as DNS does. A name with other bytes must
+// match exactly: net/http maps such names with IDNA first, and Unicode case
+// mapping is no substitute (it folds the Kelvin sign into "k" and turns
+// every invalid byte into U+FFFD, making different names equal).
 func sameHostOrSubdomain(host, parent string) bool {
-	host, parent = strings.ToLower(strings.TrimSuffix(host, ".")), strings.ToLower(strings.TrimSuffix(parent, "."))
+	host, parent = lowerASCII(strings.TrimSuffix(host, ".")), lowerASCII(strings.TrimSuffix(parent, "."))
 	if host == parent {
 		return true
 	}
 	// An IP address is neither a subdomain nor has one.
-	if strings.ContainsAny(host, ":%") || net.ParseIP(host) != nil || net.ParseIP(parent) != nil {
+	if !isASCII(host) || !isASCII(parent) || strings.ContainsAny(host, ":%") || net.ParseIP(host) != nil || net.ParseIP(parent) != nil {
 		return false
 	}
 	return len(host) > len(parent) && strings.HasSuffix(host, parent) && host[len(host)-len(parent)-1] == '.'
 }
 
-// isLoopback reports whether host (without port) is "localhost" or a
-// loopback address: 127.0.0.0/8 or ::1.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
+// lowerASCII lowercases the ASCII letters of s and leaves other bytes alone.
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return s
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

@@ -532,8 +532,8 @@ func TestRequestUntouchedAndBodyClosed(t *testing.T) {
 			if fmt.Sprint(req.Header) != fmt.Sprint(wantHeader) || req.URL.String() != wantURL || req.Body != body {
 				t.Fatalf("request changed: header %v url %s", req.Header, req.URL)
 			}
-			if body.closed.Load() == 0 {
-				t.Fatal("request body not closed")
+			if n := body.closed.Load(); n != 1 {
+				t.Fatalf("request body closed %d times; want once", n)
 			}
 			for _, s := range up.sends() {
 				if s.req == req {
@@ -741,5 +741,92 @@ func TestNilURL(t *testing.T) {
 	resp, err := tr.RoundTrip(&http.Request{Method: http.MethodPost, Body: body, Header: http.Header{}})
 	if err == nil || resp != nil || body.closed.Load() != 1 || len(up.sends()) != 0 {
 		t.Fatalf("got %v, %v, body closed %d times; want an error, the body closed, nothing sent", resp, err, body.closed.Load())
+	}
+}
+
+// Once a redirect chain has left the original host, no later hop gets the
+// token, even one back on the original host.
+func TestRedirectChainThatLeftGetsNoToken(t *testing.T) {
+	hops := map[string]string{
+		"https://llm.example.com/v1": "https://evil.example.net/x",
+		"https://evil.example.net/x": "https://llm.example.com/v2",
+	}
+	var final string
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if to, ok := hops[r.URL.String()]; ok {
+			return &http.Response{StatusCode: http.StatusFound, Header: http.Header{"Location": {to}}, Body: http.NoBody, Request: r}, nil
+		}
+		final = r.Header.Get("Authorization")
+		return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+	})
+	client := Wrap(&http.Client{Transport: base}, credential.Static("secret-token"), "s", nil)
+	resp, err := client.Get("https://llm.example.com/v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if final != "" {
+		t.Fatalf("Authorization on the hop back to the original host = %q; want none", final)
+	}
+}
+
+// A server that refuses every token, new ones included, costs one extra
+// fetch per hold, not one per request; the hold doubles up to maxHold and
+// ends with a resend that is not refused.
+func TestServerRefusingEveryToken(t *testing.T) {
+	clk := testutil.NewClock()
+	var calls atomic.Int64
+	cred := credential.Func(func(context.Context, string) (credential.AccessToken, error) {
+		n := calls.Add(1)
+		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(time.Hour)}, nil
+	})
+	var sends atomic.Int64
+	var accept atomic.Bool
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		sends.Add(1)
+		status := http.StatusUnauthorized
+		if accept.Load() {
+			status = http.StatusOK
+		}
+		return &http.Response{StatusCode: status, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+	})
+	tr := newTransport(cred, "s", &Options{Base: base}, clk.Now)
+	do := func() *http.Response {
+		t.Helper()
+		resp, err := tr.RoundTrip(httptest.NewRequest(http.MethodGet, "https://llm.example.com/", nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	for range 100 {
+		if resp := do(); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("status = %d; want the 401", resp.StatusCode)
+		}
+	}
+	if c, s, r := calls.Load(), sends.Load(), tr.Stats().Retries; c != 2 || s != 101 || r != 1 {
+		t.Fatalf("credential calls %d, sends %d, resends %d; want 2, 101, 1", c, s, r)
+	}
+	for i, hold := range []time.Duration{1, 2, 4, 8, 16, 30, 30} {
+		hold *= time.Second
+		clk.Advance(hold - time.Millisecond)
+		do()
+		if c := calls.Load(); c != int64(i+2) {
+			t.Fatalf("step %d: credential calls within a hold of %v = %d; want %d", i, hold, c, i+2)
+		}
+		clk.Advance(time.Millisecond)
+		do()
+		if c := calls.Load(); c != int64(i+3) {
+			t.Fatalf("step %d: credential calls after a hold of %v = %d; want %d", i, hold, c, i+3)
+		}
+	}
+	accept.Store(false)
+	clk.Advance(maxHold)
+	accept.Store(true)
+	if resp := do(); resp.StatusCode != http.StatusOK {
+		t.Fatalf("status = %d; want 200", resp.StatusCode)
+	}
+	if tr.refused.Load() != nil {
+		t.Fatal("a successful request did not end the hold")
 	}
 }

@@ -25,14 +25,20 @@ type ProxyConfig struct {
 	// completion is written, so that a test can hold a chunk back until
 	// the client has read the one before.
 	BeforeChunk func(r *http.Request, i int)
+	// DiscardSeen keeps Seen empty, so that a long load run does not
+	// hold a record of every request.
+	DiscardSeen bool
 }
 
 // Proxy is an OpenAI-compatible LLM proxy that accepts a request only when
 // it carries a bearer token that its TokenServer issued and that is neither
 // expired nor revoked. It serves /v1/chat/completions (streamed or not),
-// /v1/embeddings and /v1/models.
+// /v1/embeddings and /v1/models, and the Azure OpenAI forms of the first
+// two under Root: /openai/deployments/{deployment}/chat/completions and
+// /openai/deployments/{deployment}/embeddings.
 type Proxy struct {
-	URL string // base URL, ending in /v1
+	URL  string // base URL, ending in /v1, for OpenAI clients
+	Root string // the server's root URL, for Azure OpenAI clients, which add their own path
 
 	cfg      ProxyConfig
 	idp      *TokenServer
@@ -50,8 +56,14 @@ type Seen struct {
 	Path          string
 	Authorization string
 	APIKey        string // the api-key header, as Azure OpenAI clients send it
-	Valid         bool
-	Status        int
+	RequestID     string // the X-Request-Id header, to match a resend to its request
+	// Header is a copy of all the request's headers, so that a test can
+	// check that a secret reached the proxy under no name at all, and tell
+	// an empty header from a missing one.
+	Header   http.Header
+	RawQuery string
+	Valid    bool
+	Status   int
 }
 
 // NewProxy starts a proxy on a loopback port that trusts idp.
@@ -61,6 +73,7 @@ func NewProxy(idp *TokenServer, cfg ProxyConfig) *Proxy {
 	}
 	p := &Proxy{cfg: cfg, idp: idp}
 	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
+	p.Root = p.srv.URL
 	p.URL = p.srv.URL + "/v1"
 	return p
 }
@@ -82,6 +95,9 @@ func (p *Proxy) Seen() []Seen {
 }
 
 func (p *Proxy) record(s Seen) {
+	if p.cfg.DiscardSeen {
+		return
+	}
 	p.mu.Lock()
 	p.seen = append(p.seen, s)
 	p.mu.Unlock()
@@ -91,7 +107,16 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	p.requests.Add(1)
 	auth := r.Header.Get("Authorization")
 	token, ok := strings.CutPrefix(auth, "Bearer ")
-	seen := Seen{Path: r.URL.Path, Authorization: auth, APIKey: r.Header.Get("api-key")}
+	seen := Seen{
+		Path:          r.URL.Path,
+		Authorization: auth,
+		APIKey:        r.Header.Get("api-key"),
+		RequestID:     r.Header.Get("X-Request-Id"),
+		RawQuery:      r.URL.RawQuery,
+	}
+	if !p.cfg.DiscardSeen {
+		seen.Header = r.Header.Clone()
+	}
 	seen.Valid = ok && p.idp.Valid(token)
 	if !seen.Valid {
 		p.rejected.Add(1)
@@ -123,7 +148,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	switch strings.TrimPrefix(r.URL.Path, "/v1") {
+	switch route(r.URL.Path) {
 	case "/chat/completions":
 		p.chat(w, r)
 	case "/embeddings":
@@ -135,6 +160,17 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		apiError(w, http.StatusNotFound, "not_found", "no such endpoint")
 	}
+}
+
+// route maps a request path to the endpoint it names: the OpenAI form
+// /v1/{endpoint} and the Azure OpenAI form
+// /openai/deployments/{deployment}/{endpoint} give the same "/{endpoint}".
+func route(path string) string {
+	if rest, ok := strings.CutPrefix(path, "/openai/deployments/"); ok {
+		_, endpoint, _ := strings.Cut(rest, "/")
+		return "/" + endpoint
+	}
+	return strings.TrimPrefix(path, "/v1")
 }
 
 func (p *Proxy) chat(w http.ResponseWriter, r *http.Request) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,11 @@ type TokenServerConfig struct {
 	ClientID     string        // "demo-client"
 	ClientSecret string        // "demo-secret"
 	Lifetime     time.Duration // of each token; 1 hour
+	// LifetimeFunc, if set, gives the lifetime of the n-th token issued
+	// (numbered from 1) and overrides Lifetime, so that a test can mix
+	// short and long tokens. A result below one second counts as one.
+	// It is called one token at a time and must not call the server.
+	LifetimeFunc func(n int64) time.Duration
 	Latency      time.Duration // added to every token request; none
 	// Fail, if set, is asked before each token request (numbered from 1)
 	// whether to fail it: a non-zero status is answered with body.
@@ -31,7 +37,7 @@ type TokenServerConfig struct {
 // Event is something the token server did.
 type Event struct {
 	Time    time.Time
-	Kind    string // "issued", "refused", "revoked"
+	Kind    string // "issued", "refused", "revoked", "fault"
 	Status  int
 	Expires time.Time
 }
@@ -49,9 +55,11 @@ type TokenServer struct {
 	requests atomic.Int64
 	issued   atomic.Int64
 	down     atomic.Int32 // status to answer while down; 0: up
+	fault    atomic.Pointer[http.Handler]
 
 	mu     sync.Mutex
 	tokens map[string]*grant
+	order  []string // the tokens in order of issue
 }
 
 type grant struct {
@@ -96,6 +104,17 @@ func (s *TokenServer) Issued() int64 { return s.issued.Load() }
 // SetDown(0).
 func (s *TokenServer) SetDown(status int) { s.down.Store(int32(status)) }
 
+// SetFault makes h answer every token request, before any check, until
+// SetFault(nil); [Faults] has the usual ones. Requests still count, and
+// each fires an Event of kind "fault".
+func (s *TokenServer) SetFault(h http.Handler) {
+	if h == nil {
+		s.fault.Store(nil)
+		return
+	}
+	s.fault.Store(&h)
+}
+
 // Valid reports whether token was issued here, has not expired and has not
 // been revoked.
 func (s *TokenServer) Valid(token string) bool {
@@ -104,6 +123,14 @@ func (s *TokenServer) Valid(token string) bool {
 	defer s.mu.Unlock()
 	g := s.tokens[token]
 	return g != nil && !g.revoked && now.Before(g.expires)
+}
+
+// Tokens returns every token issued so far, in order of issue, so that a
+// test can revoke one or look for them where they must not appear.
+func (s *TokenServer) Tokens() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.order...)
 }
 
 // Known reports whether token was ever issued here.
@@ -143,6 +170,12 @@ func (s *TokenServer) event(e Event) {
 	}
 }
 
+// ServeHTTP serves the token endpoint, so that a test can put it behind a
+// handler of its own that injects faults the configuration cannot express
+// (a stalled or trickling answer, a dropped connection). Requests count
+// wherever they arrive from.
+func (s *TokenServer) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.serveToken(w, r) }
+
 func (s *TokenServer) serveToken(w http.ResponseWriter, r *http.Request) {
 	n := s.requests.Add(1)
 	if s.cfg.Latency > 0 {
@@ -155,6 +188,11 @@ func (s *TokenServer) serveToken(w http.ResponseWriter, r *http.Request) {
 	refuse := func(status int, code, desc string) {
 		writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
 		s.event(Event{Kind: "refused", Status: status})
+	}
+	if h := s.fault.Load(); h != nil {
+		(*h).ServeHTTP(w, r)
+		s.event(Event{Kind: "fault"})
+		return
 	}
 	if st := s.down.Load(); st != 0 {
 		w.Header().Set("Retry-After", "1")
@@ -177,11 +215,11 @@ func (s *TokenServer) serveToken(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusBadRequest, "invalid_request", "malformed form")
 		return
 	}
-	id, secret, ok := r.BasicAuth()
-	if !ok {
+	id, secret, basic := r.BasicAuth()
+	if !basic {
 		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 	}
-	if id != s.cfg.ClientID || secret != s.cfg.ClientSecret {
+	if !credMatch(id, s.cfg.ClientID, basic) || !credMatch(secret, s.cfg.ClientSecret, basic) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="token"`)
 		refuse(http.StatusUnauthorized, "invalid_client", "client authentication failed")
 		return
@@ -192,17 +230,39 @@ func (s *TokenServer) serveToken(w http.ResponseWriter, r *http.Request) {
 	}
 
 	token := newToken()
-	expires := s.cfg.Now().Add(s.cfg.Lifetime)
 	s.mu.Lock()
+	nth := int64(len(s.order)) + 1
+	life := s.cfg.Lifetime
+	if s.cfg.LifetimeFunc != nil {
+		life = max(s.cfg.LifetimeFunc(nth), time.Second)
+	}
+	expires := s.cfg.Now().Add(life)
 	s.tokens[token] = &grant{expires: expires}
+	s.order = append(s.order, token)
 	s.mu.Unlock()
 	s.issued.Add(1)
 	s.event(Event{Kind: "issued", Status: http.StatusOK, Expires: expires})
+	// expires_in is whole seconds, rounded down: the client believes the
+	// token expires no later than it does here.
 	writeJSON(w, http.StatusOK, map[string]any{
 		"access_token": token,
 		"token_type":   "Bearer",
-		"expires_in":   max(int64(s.cfg.Lifetime/time.Second), 1),
+		"expires_in":   max(int64(life/time.Second), 1),
 	})
+}
+
+// credMatch reports whether got, sent by a client, is want. RFC 6749
+// section 2.3.1 has clients form-encode the ID and secret before HTTP Basic;
+// many send them as they are, so both are accepted.
+func credMatch(got, want string, basic bool) bool {
+	if got == want {
+		return true
+	}
+	if !basic {
+		return false
+	}
+	u, err := url.QueryUnescape(got)
+	return err == nil && u == want
 }
 
 func newToken() string {

@@ -20,6 +20,7 @@ const (
 	DefaultFetchTimeout  = 30 * time.Second
 
 	maxMargin    = 30 * time.Second
+	maxCalls     = 2 // credential calls at once: one that outlived FetchTimeout, and one more
 	firstBackoff = time.Second
 	maxBackoff   = 30 * time.Second
 )
@@ -62,12 +63,12 @@ func (e *Entry) RefreshAt() time.Time { return e.refreshAt }
 func (e *Entry) UsableUntil() time.Time { return e.usableUntil }
 
 // String describes the entry without the token.
-func (e *Entry) String() string {
+func (e Entry) String() string {
 	return fmt.Sprintf("tokencache.Entry{Token:%v RefreshAt:%v UsableUntil:%v}", e.Token, e.refreshAt, e.usableUntil)
 }
 
 // Format keeps every fmt verb from printing Header, which holds the token.
-func (e *Entry) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(e.String())) }
+func (e Entry) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(e.String())) }
 
 // Cache holds one token and keeps it fresh. It is safe for concurrent use.
 //
@@ -92,6 +93,7 @@ type Cache struct {
 	sf        singleflight.Group
 	bgRunning atomic.Bool  // a background refresh is in flight
 	nextTry   atomic.Int64 // UnixNano before which no fetch starts; 0: no failure
+	calls     atomic.Int32 // credential calls that have not returned
 
 	mu       sync.Mutex // guards lastErr and failures
 	lastErr  error      // the cause of the last failed fetch, nil after a success
@@ -156,7 +158,7 @@ func (c *Cache) slow(ctx context.Context, e *Entry, now time.Time) (*Entry, erro
 }
 
 func (c *Cache) refreshInBackground(now time.Time) {
-	if now.UnixNano() < c.nextTry.Load() || !c.bgRunning.CompareAndSwap(false, true) {
+	if c.inBackoff(now) || !c.bgRunning.CompareAndSwap(false, true) {
 		return
 	}
 	if c.log != nil {
@@ -171,13 +173,26 @@ func (c *Cache) refreshInBackground(now time.Time) {
 	}()
 }
 
+// inBackoff reports whether the backoff after a failed fetch still runs.
+// The wall clock may step back (NTP): a next try further away than the
+// longest backoff is taken as passed, so that such a step cannot stop all
+// fetches for as long as the step.
+func (c *Cache) inBackoff(now time.Time) bool {
+	next := c.nextTry.Load()
+	if next == 0 {
+		return false
+	}
+	wait := next - now.UnixNano()
+	return wait > 0 && wait <= int64(maxBackoff)
+}
+
 // backoffErr returns the error that a caller without a usable token gets
 // while the backoff after a failed fetch runs, or nil when a fetch may start.
 func (c *Cache) backoffErr(now time.Time) error {
-	next := c.nextTry.Load()
-	if next == 0 || now.UnixNano() >= next {
+	if !c.inBackoff(now) {
 		return nil
 	}
+	next := c.nextTry.Load()
 	c.mu.Lock()
 	cause, failures := c.lastErr, c.failures
 	c.mu.Unlock()
@@ -198,6 +213,11 @@ func (c *Cache) doFetch() (any, error) {
 	if err := c.backoffErr(now); err != nil {
 		return nil, err
 	}
+	if c.calls.Load() >= maxCalls {
+		// Calls that outlived FetchTimeout are still running: another
+		// would only pile up goroutines behind them.
+		return nil, c.fail(ErrCredentialStuck, now, false)
+	}
 
 	c.fetches.Add(1)
 	ctx, cancel := context.WithTimeout(context.Background(), c.fetchTimeout)
@@ -206,7 +226,9 @@ func (c *Cache) doFetch() (any, error) {
 		err error
 	}
 	done := make(chan result, 1)
+	c.calls.Add(1)
 	go func() {
+		defer c.calls.Add(-1)
 		// A panicking credential would take the whole process down from
 		// this goroutine; every waiter gets an error instead.
 		defer func() {
@@ -224,19 +246,12 @@ func (c *Cache) doFetch() (any, error) {
 		return c.settle(r.tok, r.err)
 	case <-ctx.Done():
 		// The credential ignores its context. Callers are released now; a
-		// token that still arrives is cached, since it is as good as any.
+		// token that still arrives is cached if it outlives the current one.
 		go func() {
 			r := <-done
 			cancel()
-			if r.err != nil {
-				return
-			}
-			now := c.now()
-			if cur := c.cur.Load(); cur != nil && (cur.never || now.Before(cur.usableUntil)) {
-				return // a later fetch won
-			}
-			if e, err := c.entryFor(r.tok, now); err == nil {
-				c.store(e)
+			if r.err == nil {
+				c.storeLate(r.tok)
 			}
 		}()
 		return c.settle(credential.AccessToken{}, fmt.Errorf("credential did not answer within the fetch timeout of %v: %w", c.fetchTimeout, context.DeadlineExceeded))
@@ -251,7 +266,7 @@ func (c *Cache) settle(tok credential.AccessToken, err error) (*Entry, error) {
 		e, err = c.entryFor(tok, now)
 	}
 	if err != nil {
-		return nil, c.fail(err, now)
+		return nil, c.fail(err, now, true)
 	}
 	c.store(e)
 	if c.log != nil {
@@ -261,26 +276,56 @@ func (c *Cache) settle(tok credential.AccessToken, err error) (*Entry, error) {
 }
 
 func (c *Cache) store(e *Entry) {
+	c.clearFailures()
+	c.cur.Store(e)
+}
+
+func (c *Cache) clearFailures() {
 	c.mu.Lock()
 	c.lastErr, c.failures = nil, 0
 	c.nextTry.Store(0)
 	c.mu.Unlock()
-	c.cur.Store(e)
 }
 
-func (c *Cache) fail(cause error, now time.Time) error {
-	c.fetchErrors.Add(1)
+// storeLate caches a token that arrived after its fetch timed out, unless
+// the cache holds one that lasts as long.
+func (c *Cache) storeLate(tok credential.AccessToken) {
+	e, err := c.entryFor(tok, c.now())
+	if err != nil {
+		return
+	}
+	cur := c.cur.Load()
+	if cur != nil && (cur.never || !cur.usableUntil.Before(e.usableUntil)) {
+		return
+	}
+	if c.cur.CompareAndSwap(cur, e) {
+		c.clearFailures()
+	}
+}
+
+// fail records a failed fetch and starts or extends the backoff. called is
+// false when the credential was not called at all.
+func (c *Cache) fail(cause error, now time.Time, called bool) error {
+	if called {
+		c.fetchErrors.Add(1)
+	}
 	c.mu.Lock()
 	c.failures++
 	backoff := firstBackoff << min(c.failures-1, 5)
 	backoff = min(backoff, maxBackoff)
 	next := now.Add(backoff)
+	// A failed background refresh must not keep callers from a fetch once
+	// the old token is no longer usable: with short-lived tokens the
+	// backoff can outlast the refresh window.
+	if cur := c.cur.Load(); cur != nil && !cur.never && now.Before(cur.usableUntil) && next.After(cur.usableUntil) {
+		next = cur.usableUntil
+	}
 	c.lastErr = cause
 	c.nextTry.Store(next.UnixNano())
 	failures := c.failures
 	c.mu.Unlock()
 	if c.log != nil {
-		c.log.Warn("proxyauth: token fetch failed", "error", cause.Error(), "failures", failures, "retry_in", backoff)
+		c.log.Warn("proxyauth: token fetch failed", "error", cause.Error(), "failures", failures, "retry_in", next.Sub(now))
 	}
 	return &FetchError{Err: cause, Failures: failures, NextTry: next, now: now}
 }
@@ -300,10 +345,15 @@ func (c *Cache) entryFor(tok credential.AccessToken, now time.Time) (*Entry, err
 		e.never = true
 		return e, nil
 	}
-	if !now.Before(tok.ExpiresOn) {
-		return nil, &ExpiredError{ExpiresOn: tok.ExpiresOn, Now: now}
+	// Expiry is a wall-clock fact. Without Round(0), a time.Now-based
+	// ExpiresOn would be compared by the monotonic clock, which stops
+	// while a machine sleeps: an expired token would look fresh after a
+	// suspend.
+	exp, refreshOn := tok.ExpiresOn.Round(0), tok.RefreshOn.Round(0)
+	if !now.Before(exp) {
+		return nil, &ExpiredError{ExpiresOn: exp, Now: now}
 	}
-	e.refreshAt, e.usableUntil = Schedule(now, tok.ExpiresOn, tok.RefreshOn, c.refreshBefore)
+	e.refreshAt, e.usableUntil = Schedule(now, exp, refreshOn, c.refreshBefore)
 	return e, nil
 }
 
@@ -358,9 +408,12 @@ func (c *Cache) Stats() (fetches, fetchErrors int64) {
 
 // ErrEmptyToken and ErrInvalidToken describe unusable fetch results; the
 // token itself is never part of an error. ErrCredentialPanic is wrapped
-// around the value of a credential's panic.
+// around the value of a credential's panic. ErrCredentialStuck is the
+// cause while two calls that outlived the fetch timeout have not returned:
+// no third starts until one does.
 var (
 	ErrCredentialPanic = errors.New("credential panicked")
+	ErrCredentialStuck = errors.New("earlier credential calls have not returned since they timed out")
 	ErrEmptyToken      = errors.New("credential returned an empty token")
 	ErrInvalidToken    = errors.New("credential returned a token with characters that cannot go into an HTTP header")
 )

@@ -298,11 +298,7 @@ func TestBackoff(t *testing.T) {
 		if got := src.calls.Load(); got != calls {
 			t.Fatalf("step %d: calls within the backoff = %d; want %d", i, got, calls)
 		}
-		clk.Advance(time.Millisecond)
-		if i < len(wantBackoff)-1 {
-			// The next loop's Get makes the next attempt.
-			continue
-		}
+		clk.Advance(time.Millisecond) // the next step's Get makes the next attempt
 	}
 
 	failing.Store(false)
@@ -445,8 +441,10 @@ func TestEntryFormatHidesToken(t *testing.T) {
 	}}, clk)
 	e := mustGet(t, c)
 	for _, f := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x"} {
-		if s := fmt.Sprintf(f, e); strings.Contains(s, "s3cr3t") {
-			t.Errorf("%s shows the token: %s", f, s)
+		for _, v := range []any{e, *e, []*Entry{e}, struct{ E Entry }{*e}} {
+			if s := fmt.Sprintf(f, v); strings.Contains(s, "s3cr3t") {
+				t.Errorf("%s of %T shows the token: %s", f, v, s)
+			}
 		}
 	}
 }
@@ -460,5 +458,91 @@ func TestCredentialPanicBecomesError(t *testing.T) {
 	_, err := c.Get(context.Background())
 	if !errors.Is(err, ErrCredentialPanic) || !strings.Contains(err.Error(), "boom in the credential") {
 		t.Fatalf("err = %v; want ErrCredentialPanic with the panic value", err)
+	}
+}
+
+// A wall clock that steps back during a backoff must not stop fetches for
+// as long as the step.
+func TestClockStepBackDuringBackoff(t *testing.T) {
+	clk := testutil.NewClock()
+	var failing atomic.Bool
+	failing.Store(true)
+	src := &source{fn: func(_ context.Context, n int64) (credential.AccessToken, error) {
+		if failing.Load() {
+			return credential.AccessToken{}, errBoom
+		}
+		return credential.AccessToken{Token: "ok", ExpiresOn: clk.Now().Add(time.Hour)}, nil
+	}}
+	c := newCache(src, clk)
+	if _, err := c.Get(context.Background()); !errors.Is(err, errBoom) {
+		t.Fatalf("err = %v; want errBoom", err)
+	}
+	failing.Store(false)
+	clk.Advance(-time.Hour)
+	if _, err := c.Get(context.Background()); err != nil {
+		t.Fatalf("after the clock stepped back: %v; want a new fetch", err)
+	}
+}
+
+// Calls that ignore their context and outlive the fetch timeout are
+// bounded: a third does not start while two are stuck.
+func TestStuckCredentialIsNotCalledAgain(t *testing.T) {
+	clk := testutil.NewClock()
+	release := make(chan struct{})
+	src := &source{fn: func(_ context.Context, n int64) (credential.AccessToken, error) {
+		if n <= maxCalls {
+			<-release // ignores ctx
+		}
+		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(time.Hour)}, nil
+	}}
+	c := New(src.fetch, Options{Now: clk.Now, FetchTimeout: 10 * time.Millisecond})
+	for range maxCalls {
+		if _, err := c.Get(context.Background()); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v; want the fetch timeout", err)
+		}
+		clk.Advance(maxBackoff)
+	}
+	for range 5 {
+		if _, err := c.Get(context.Background()); !errors.Is(err, ErrCredentialStuck) {
+			t.Fatalf("err = %v; want ErrCredentialStuck", err)
+		}
+		clk.Advance(maxBackoff)
+	}
+	if n := src.calls.Load(); n != maxCalls {
+		t.Fatalf("calls while %d are stuck = %d; want %d", maxCalls, n, maxCalls)
+	}
+	if f, fe := c.Stats(); f != maxCalls || fe != maxCalls {
+		t.Fatalf("Stats = %d fetches, %d errors; want %d, %d", f, fe, maxCalls, maxCalls)
+	}
+	close(release)
+	testutil.Eventually(t, "the late token", func() bool { return c.cur.Load() != nil })
+	if e := mustGet(t, c); e.Token.Token != "tok-1" && e.Token.Token != "tok-2" {
+		t.Fatalf("got %s; want a late token", e.Token.Token)
+	}
+	testutil.Eventually(t, "the stuck calls to end", func() bool { return c.calls.Load() == 0 })
+}
+
+// A failed background refresh of a short-lived token must not leave callers
+// without a token for a whole backoff: the next try comes no later than the
+// moment the old token stops being usable.
+func TestFailedRefreshRetriesWhenTokenRunsOut(t *testing.T) {
+	clk := testutil.NewClock()
+	var failing atomic.Bool
+	src := &source{fn: func(_ context.Context, n int64) (credential.AccessToken, error) {
+		if failing.Load() {
+			return credential.AccessToken{}, errBoom
+		}
+		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(2 * time.Second)}, nil
+	}}
+	c := newCache(src, clk)
+	first := mustGet(t, c) // refresh at 1s, usable until 1.8s
+	failing.Store(true)
+	clk.Advance(1500 * time.Millisecond)
+	mustGet(t, c)
+	waitIdle(t, c)
+	failing.Store(false)
+	clk.Set(first.UsableUntil())
+	if e := mustGet(t, c); e.Token.Token != "tok-3" {
+		t.Fatalf("got %s; want a new token as soon as the old one ran out", e.Token.Token)
 	}
 }

@@ -1,0 +1,364 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"reflect"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/proxyauth/proxyauth/credential"
+)
+
+// asciiLower lowercases ASCII letters only, as DNS compares names.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// netHTTPKeepsAuth reports whether net/http's own client keeps an
+// Authorization header that the caller set when https://parent/ redirects to
+// https://host/. ok is false when net/http cannot make the two requests
+// (a host that is not a valid URL host, or none: no request goes out
+// without a host).
+func netHTTPKeepsAuth(parent, host string) (kept, ok bool) {
+	if parent == "" || host == "" {
+		return false, false
+	}
+	from := url.URL{Scheme: "https", Host: parent, Path: "/"}
+	to := url.URL{Scheme: "https", Host: host, Path: "/"}
+	if u, err := url.Parse(from.String()); err != nil || u.Hostname() != parent {
+		return false, false
+	}
+	if u, err := url.Parse(to.String()); err != nil || u.Hostname() != host {
+		return false, false
+	}
+	reached := false
+	c := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if r.Response == nil {
+			h := http.Header{"Location": {to.String()}}
+			return &http.Response{StatusCode: http.StatusFound, Header: h, Body: http.NoBody, Request: r}, nil
+		}
+		reached = true
+		kept = r.Header.Get("Authorization") != ""
+		return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+	})}
+	req, err := http.NewRequest(http.MethodGet, from.String(), nil)
+	if err != nil {
+		return false, false
+	}
+	req.Header.Set("Authorization", "Bearer x")
+	resp, err := c.Do(req)
+	if err != nil {
+		return false, false
+	}
+	resp.Body.Close()
+	return kept, reached
+}
+
+// FuzzSameHostOrSubdomain checks the redirect rule against its definition
+// and against what net/http's client does with an Authorization header.
+func FuzzSameHostOrSubdomain(f *testing.F) {
+	for _, s := range [][2]string{
+		{"a.com", "a.com"}, {"b.a.com", "a.com"}, {"A.COM", "a.com"}, {"a.com.", "a.com"},
+		{"ba.com", "a.com"}, {"a.com", "b.a.com"}, {"10.0.0.1", "0.0.1"}, {"5.1.2.3.4", "1.2.3.4"},
+		{"::1", "::1"}, {"::1%.a.com", "a.com"}, {"", "a.com"}, {"a..", "."},
+		{"bücher.example", "example"}, {"xn--bcher-kva.example", "bücher.example"},
+		{"llm.example.com.evil.com", "llm.example.com"}, {"ev_il.llm.example.com", "llm.example.com"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, host, parent string) {
+		got := sameHostOrSubdomain(host, parent)
+		if got != sameHostOrSubdomain(strings.ToUpper(host), parent) && isASCII(host) {
+			t.Fatalf("sameHostOrSubdomain(%q, %q) depends on ASCII case", host, parent)
+		}
+		if !got {
+			return
+		}
+		h := asciiLower(strings.TrimSuffix(host, "."))
+		p := asciiLower(strings.TrimSuffix(parent, "."))
+		if h != p && !strings.HasSuffix(h, "."+p) {
+			t.Fatalf("sameHostOrSubdomain(%q, %q) = true; but %q is neither %q nor a subdomain of it", host, parent, h, p)
+		}
+		if (net.ParseIP(h) != nil || net.ParseIP(p) != nil || strings.ContainsAny(h+p, ":%")) && h != p {
+			t.Fatalf("sameHostOrSubdomain(%q, %q) = true for an IP address that is not the same", host, parent)
+		}
+		// Never more permissive than net/http, up to ASCII case and the
+		// final dot of a fully qualified name (the same DNS name).
+		if kept, ok := netHTTPKeepsAuth(p, h); ok && !kept {
+			t.Fatalf("sameHostOrSubdomain(%q, %q) = true; net/http drops Authorization on a redirect from %q to %q", host, parent, p, h)
+		}
+	})
+}
+
+// FuzzSameHostAsNetHTTP checks the converse on ASCII names: where net/http
+// keeps Authorization on a redirect, so does the transport, except where
+// either host is an IP address: net/http takes "5.1.2.3.4" for a subdomain
+// of "1.2.3.4", and "0.1.2.34" for one of "34".
+func FuzzSameHostAsNetHTTP(f *testing.F) {
+	for _, s := range [][2]string{
+		{"a.com", "a.com"}, {"b.a.com", "a.com"}, {"ba.com", "a.com"}, {"5.1.2.3.4", "1.2.3.4"},
+		{"x-y.a-b.c0m", "a-b.c0m"}, {"localhost", "localhost"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, host, parent string) {
+		if !isASCII(host) || !isASCII(parent) {
+			return
+		}
+		kept, ok := netHTTPKeepsAuth(parent, host)
+		if !ok || !kept || net.ParseIP(parent) != nil || net.ParseIP(host) != nil {
+			return
+		}
+		if !sameHostOrSubdomain(host, parent) {
+			t.Fatalf("net/http keeps Authorization from %q to %q; sameHostOrSubdomain says no", parent, host)
+		}
+	})
+}
+
+// authValues returns every Authorization value of h, whatever the case of
+// the key: net/http writes each key of the map, canonical or not.
+func authValues(h http.Header) []string {
+	var v []string
+	for k, vs := range h {
+		if strings.EqualFold(k, "Authorization") {
+			v = append(v, vs...)
+		}
+	}
+	return v
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+}
+
+// fuzzBody is a request body that records how often it was closed.
+type fuzzBody struct {
+	io.Reader
+	closed *atomic.Int32
+}
+
+func (b fuzzBody) Close() error { b.closed.Add(1); return nil }
+
+// Bits of FuzzRoundTrip's mode byte.
+const (
+	fuzzBodyKind    = 3      // 0 nil, 1 http.NoBody, 2 with GetBody, 3 without GetBody
+	fuzzNoRetry     = 1 << 2 // Options.DisableRetry
+	fuzzURLShift    = 3      // 2 bits: https, loopback http, remote http, redirect hop elsewhere
+	fuzzBaseErr     = 1 << 5 // the base fails the first send
+	fuzzSecondFails = 1 << 6 // the credential fails after its first token
+	fuzzAllowHTTP   = 1 << 7 // Options.AllowHTTP
+)
+
+// FuzzRoundTrip drives RoundTrip with arbitrary methods, headers, bodies,
+// tokens and statuses from a fake base, and checks the RoundTripper
+// contract and the transport's own rules on every outcome.
+func FuzzRoundTrip(f *testing.F) {
+	f.Add("POST", "X-Trace", "abc", []byte(`{"model":"m"}`), uint8(2), 401, 200, "eyJ.abc.def")
+	f.Add("GET", "Authorization", "Bearer sk-caller", []byte{}, uint8(0), 200, 200, "tok")
+	f.Add("PUT", "X-Api-Key", "sk-other", []byte("x"), uint8(3), 401, 401, "tok")
+	f.Add("DELETE", "Content-Type", "text/plain", []byte("x"), uint8(1|fuzzNoRetry), 401, 200, "tok")
+	f.Add("GET", "X", "y", []byte(nil), uint8(2<<fuzzURLShift), 200, 200, "tok")
+	f.Add("GET", "X", "y", []byte(nil), uint8(3<<fuzzURLShift|fuzzAllowHTTP), 401, 200, "tok")
+	f.Add("PATCH", "X", "y", []byte("b"), uint8(2|fuzzSecondFails), 401, 200, "tok")
+	f.Add("POST", "X", "y", []byte("b"), uint8(2|fuzzBaseErr), 0, 0, "tok")
+	f.Add("G\x00T", "\r\n", "\x7f", []byte("b"), uint8(0), -1, 1<<40, "bad token\n")
+	f.Fuzz(func(t *testing.T, method, hkey, hval string, payload []byte, mode uint8, status1, status2 int, token string) {
+		const callerAuth = "Bearer sk-caller-key"
+		// Markers make a leaked token findable however short the fuzzed part.
+		tokenFor := func(n int64) string { return fmt.Sprintf("TK<%s>%d", token, n) }
+
+		var credCalls atomic.Int64
+		cred := credential.Func(func(ctx context.Context, _ string) (credential.AccessToken, error) {
+			n := credCalls.Add(1)
+			if n > 1 && mode&fuzzSecondFails != 0 {
+				return credential.AccessToken{}, errors.New("identity provider down")
+			}
+			return credential.AccessToken{Token: tokenFor(n)}, nil
+		})
+
+		type call struct {
+			auth []string // every Authorization value, whatever the key's case
+			body string
+			resp *http.Response
+		}
+		var calls []call
+		var respClosed [2]atomic.Int32
+		baseErr := errors.New("connection reset by fuzz")
+		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			c := call{auth: authValues(r.Header)}
+			if r.Body != nil {
+				b, _ := io.ReadAll(r.Body)
+				r.Body.Close()
+				c.body = string(b)
+			}
+			i := len(calls)
+			if i >= 2 {
+				calls = append(calls, c)
+				t.Fatalf("base called %d times; want at most 2", i+1)
+			}
+			if i == 0 && mode&fuzzBaseErr != 0 {
+				calls = append(calls, c)
+				return nil, baseErr
+			}
+			status := []int{status1, status2}[i]
+			if status < 100 || status > 999 {
+				status = 100 + int(uint(status)%900)
+			}
+			c.resp = &http.Response{
+				StatusCode: status, Header: http.Header{}, Request: r,
+				Body: fuzzBody{Reader: strings.NewReader(fmt.Sprintf("resp-%d", i+1)), closed: &respClosed[i]},
+			}
+			calls = append(calls, c)
+			return c.resp, nil
+		})
+
+		tr := New(cred, "s", &Options{Base: base, DisableRetry: mode&fuzzNoRetry != 0, AllowHTTP: mode&fuzzAllowHTTP != 0})
+
+		target := []string{"https://llm.example.com/v1", "http://127.0.0.1:8080/v1", "http://llm.example.com/v1", "https://cdn.other.net/v1"}[mode>>fuzzURLShift&3]
+		u, _ := url.Parse(target)
+		req := &http.Request{Method: method, URL: u, Host: u.Host, Header: http.Header{}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
+		req = req.WithContext(context.Background())
+		req.Header["Authorization"] = []string{callerAuth}
+		req.Header[hkey] = []string{hval}
+		hop := mode>>fuzzURLShift&3 == 3
+		if hop {
+			orig, _ := http.NewRequest(http.MethodGet, "https://llm.example.com/start", nil)
+			req.Response = &http.Response{StatusCode: http.StatusFound, Request: orig}
+		}
+		var bodyClosed atomic.Int32
+		kind := mode & fuzzBodyKind
+		switch kind {
+		case 1:
+			req.Body = http.NoBody
+		case 2, 3:
+			req.Body = fuzzBody{Reader: bytes.NewReader(payload), closed: &bodyClosed}
+			req.ContentLength = int64(len(payload))
+			if kind == 2 {
+				req.GetBody = func() (io.ReadCloser, error) {
+					return fuzzBody{Reader: bytes.NewReader(payload), closed: new(atomic.Int32)}, nil
+				}
+			}
+		}
+		replayable := kind != 3
+		wantPayload := ""
+		if kind >= 2 {
+			wantPayload = string(payload)
+		}
+
+		before := struct {
+			method, url, host string
+			header            http.Header
+			body              io.ReadCloser
+			getBody, response bool
+		}{req.Method, req.URL.String(), req.Host, req.Header.Clone(), req.Body, req.GetBody != nil, req.Response != nil}
+
+		resp, err := tr.RoundTrip(req)
+
+		// The RoundTripper contract.
+		if (resp == nil) == (err == nil) {
+			t.Fatalf("RoundTrip returned resp %v and err %v; want exactly one", resp != nil, err)
+		}
+		if req.Method != before.method || req.URL.String() != before.url || req.Host != before.host ||
+			!reflect.DeepEqual(req.Header, before.header) || req.Body != before.body ||
+			(req.GetBody != nil) != before.getBody || (req.Response != nil) != before.response {
+			t.Fatalf("the caller's request was changed")
+		}
+		if kind >= 2 && bodyClosed.Load() == 0 {
+			t.Fatalf("request body not closed (%d base calls, err %v)", len(calls), err)
+		}
+		if resp != nil && (len(calls) == 0 || resp != calls[len(calls)-1].resp) {
+			t.Fatalf("the response is not the base's last one")
+		}
+		if err != nil && len(calls) > 0 && (calls[len(calls)-1].resp != nil || !errors.Is(err, baseErr)) {
+			t.Fatalf("err %v; want the base's own error", err)
+		}
+
+		// No secret in errors, whatever their verb.
+		if err != nil {
+			for _, s := range []string{err.Error(), fmt.Sprintf("%+v", err), fmt.Sprintf("%#v", err)} {
+				for n := int64(1); n <= credCalls.Load(); n++ {
+					if strings.Contains(s, tokenFor(n)) {
+						t.Fatalf("error shows token %d: %s", n, s)
+					}
+				}
+			}
+		}
+
+		insecure := !hop && mode&fuzzAllowHTTP == 0 && u.Scheme == "http" && u.Hostname() != "127.0.0.1"
+		if insecure {
+			if !errors.Is(err, ErrInsecureHTTP) || len(calls) != 0 {
+				t.Fatalf("plain http to a remote host: err %v after %d sends; want ErrInsecureHTTP and none", err, len(calls))
+			}
+			return
+		}
+		if hop {
+			// A hop to another host goes out as the caller made it.
+			if len(calls) != 1 || fmt.Sprint(sorted(calls[0].auth)) != fmt.Sprint(sorted(authValues(before.header))) {
+				t.Fatalf("redirect hop to another host: %d sends; want 1 with the caller's own Authorization", len(calls))
+			}
+			return
+		}
+		if len(calls) == 0 {
+			// No token: the cause is the credential's answer.
+			if err == nil {
+				t.Fatal("nothing sent and no error")
+			}
+			return
+		}
+		first := calls[0]
+		if len(first.auth) != 1 || first.auth[0] != "Bearer "+tokenFor(1) {
+			t.Fatalf("first send carried Authorization %q; want only the token", first.auth)
+		}
+		if first.body != wantPayload {
+			t.Fatalf("first send body %q; want %q", first.body, wantPayload)
+		}
+		if len(calls) == 2 {
+			second := calls[1]
+			if first.resp == nil || first.resp.StatusCode != http.StatusUnauthorized || mode&fuzzNoRetry != 0 || !replayable {
+				t.Fatalf("resent after status %v, DisableRetry %v, replayable %v", first.resp != nil, mode&fuzzNoRetry != 0, replayable)
+			}
+			if len(second.auth) != 1 || second.auth[0] != "Bearer "+tokenFor(2) {
+				t.Fatalf("resend carried Authorization %q; want only the new token", second.auth)
+			}
+			if second.body != wantPayload {
+				t.Fatalf("resend body %q; want %q", second.body, wantPayload)
+			}
+			if respClosed[0].Load() == 0 {
+				t.Fatal("the 401 before the resend was not closed")
+			}
+			if st := tr.Stats(); st.Retries != 1 {
+				t.Fatalf("Retries = %d; want 1", st.Retries)
+			}
+			resp.Body.Close()
+			return
+		}
+		if first.resp != nil && first.resp.StatusCode == http.StatusUnauthorized && mode&fuzzNoRetry == 0 && replayable && mode&fuzzSecondFails == 0 {
+			t.Fatal("a replayable 401 was not resent although a new token was available")
+		}
+		if resp != nil {
+			// A response returned after one send is untouched.
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(b) != "resp-1" {
+				t.Fatalf("response body %q; want it untouched", b)
+			}
+		}
+	})
+}
