@@ -43,6 +43,7 @@ func newEnv(p Peer, c envConfig) (*env, error) {
 		}
 	}
 	e.idp = sandbox.NewTokenServer(c.token)
+	c.proxy.DiscardSeen = true
 	e.proxy = sandbox.NewProxy(e.idp, c.proxy)
 
 	e.tokens = &http.Transport{MaxIdleConnsPerHost: 4, ResponseHeaderTimeout: 10 * time.Second}

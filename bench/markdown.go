@@ -85,9 +85,8 @@ func WriteStorm(w io.Writer, cfg StormConfig, peers []Peer, rs []StormResult) {
 
 // WriteOutage writes the identity provider outage table.
 func WriteOutage(w io.Writer, cfg OutageConfig, peers []Peer, rs []OutageResult) {
-	fmt.Fprintf(w, "The token endpoint answers %d while the peer holds no usable token (each peer takes the same "+
-		"path for a missing token as for an expired one; starting from an empty cache lets the token fetched "+
-		"on recovery live an hour). %d requests a second go out for %v, each on its own goroutine with a %v "+
+	fmt.Fprintf(w, "A token that lives 1 s is fetched (the tokens after it live an hour), the token endpoint goes down "+
+		"(%d), and the token expires. Then %d requests a second go out for %v, each on its own goroutine with a %v "+
 		"timeout. The endpoint then comes back and requests keep going out until one succeeds. The token "+
 		"endpoint takes %v per request, also while down. *Failed* and *caller wait* are of the requests sent "+
 		"during the outage, as their callers saw them (a request still waiting when the endpoint comes back "+

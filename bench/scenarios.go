@@ -177,7 +177,7 @@ func Storm(ctx context.Context, p Peer, cfg StormConfig) (StormResult, error) {
 type OutageConfig struct {
 	Rate         int           // requests per second, each on its own goroutine
 	Duration     time.Duration // of the outage
-	Margin       time.Duration // early-refresh margin (tokens live an hour)
+	Margin       time.Duration // early-refresh margin
 	TokenLatency time.Duration // of every token request
 	Status       int           // the token endpoint's answer while down
 	MaxRecovery  time.Duration // give up waiting for a successful request after this
@@ -212,17 +212,22 @@ type OutageResult struct {
 	CPUPressure           float64       // share of the run in which some task waited for a CPU; -1: unknown
 }
 
-// Outage takes the token endpoint down while the peer has no usable token,
-// sends cfg.Rate requests a second for cfg.Duration, then brings the
-// endpoint back and keeps sending until a request succeeds.
-//
-// The peer starts with an empty cache: each peer takes the same path for a
-// missing token as for an expired one, and the token fetched on recovery
-// then lives an hour (the sandbox gives all its tokens one lifetime), so
-// that requests queued during the outage do not meet an expired token.
+// Outage fetches a token that lives one second (the tokens after it live an
+// hour), takes the token endpoint down, waits for the token to expire, sends
+// cfg.Rate requests a second for cfg.Duration, then brings the endpoint back
+// and keeps sending until a request succeeds.
 func Outage(ctx context.Context, p Peer, cfg OutageConfig) (OutageResult, error) {
+	const first = time.Second
 	e, err := newEnv(p, envConfig{
-		token:  sandbox.TokenServerConfig{Lifetime: time.Hour, Latency: cfg.TokenLatency},
+		token: sandbox.TokenServerConfig{
+			LifetimeFunc: func(n int64) time.Duration {
+				if n == 1 {
+					return first
+				}
+				return time.Hour
+			},
+			Latency: cfg.TokenLatency,
+		},
 		margin: cfg.Margin,
 		conns:  512,
 	})
@@ -231,7 +236,15 @@ func Outage(ctx context.Context, p Peer, cfg OutageConfig) (OutageResult, error)
 	}
 	defer e.close()
 	res := OutageResult{Peer: p.Name}
+	if o := e.send(ctx); !o.ok() {
+		return res, fmt.Errorf("%s: first request: status %d", p.Name, o.status)
+	}
 	e.idp.SetDown(cfg.Status)
+	select {
+	case <-time.After(first + 100*time.Millisecond):
+	case <-ctx.Done():
+		return res, ctx.Err()
+	}
 
 	var (
 		wg      sync.WaitGroup
