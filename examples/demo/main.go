@@ -42,7 +42,7 @@ func defaultConfig() Config {
 		Duration:      5 * time.Second,
 		TokenLifetime: 2 * time.Second,
 		TokenLatency:  100 * time.Millisecond,
-		RefreshBefore: 500 * time.Millisecond,
+		RefreshBefore: time.Second,
 		ProxyLatency:  20 * time.Millisecond,
 	}
 }

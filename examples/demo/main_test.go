@@ -17,14 +17,16 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func TestWorkload(t *testing.T) {
 	cfg := Config{
 		Workers:       8,
-		Duration:      4 * time.Second,
-		TokenLifetime: 2 * time.Second,
-		// Long enough that a call delayed by a busy machine is not
-		// taken for one that waited for a token.
-		TokenLatency:  200 * time.Millisecond,
-		RefreshBefore: 500 * time.Millisecond,
+		Duration:      5 * time.Second,
+		TokenLifetime: 4 * time.Second,
+		// Long enough that a call delayed by a busy machine (the race
+		// detector, other test packages) is not taken for one that
+		// waited for a token, and a refresh window (from 2 s to 3.6 s
+		// of a token's life) that leaves it ample time.
+		TokenLatency:  600 * time.Millisecond,
+		RefreshBefore: 2 * time.Second,
 		ProxyLatency:  10 * time.Millisecond,
-		RevokeAt:      2 * time.Second,
+		RevokeAt:      3 * time.Second,
 	}
 	rep, err := runWorkload(t.Context(), cfg)
 	if err != nil {
