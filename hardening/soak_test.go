@@ -320,8 +320,10 @@ func TestSoak(t *testing.T) {
 		fail("%d replayable requests got their 401 back after one send (%d more with a token refused when new); the transport warned %d times that it had no new token",
 			noToken401, maybeHeld401, got)
 	}
-	if got := refusedNew.Load(); got != int64(resentStill401) {
-		fail("%d resends were refused; the transport warned of %d", resentStill401, got)
+	// Resends refused at once with the same new token start one hold and
+	// one warning between them.
+	if got := refusedNew.Load(); got > int64(resentStill401) || (resentStill401 > 0 && got == 0) {
+		fail("%d resends were refused; the transport warned of %d holds", resentStill401, got)
 	}
 
 	st := tr.Stats()

@@ -34,11 +34,18 @@ type Options struct {
 	// RefreshBefore is how long before a token expires the transport
 	// starts fetching a new one in the background, while requests keep
 	// using the current one. Zero means 5 minutes. It never exceeds half
-	// a token's lifetime, and a token's own RefreshOn takes precedence.
+	// a token's lifetime. A token's own RefreshOn takes precedence when it
+	// lies between the fetch and the end of the token's usable life (30 s,
+	// or a tenth of the lifetime, before expiry); one outside that range
+	// would refresh on every request or only after callers had to wait,
+	// so it is ignored.
 	RefreshBefore time.Duration
 
 	// FetchTimeout bounds one token fetch, whatever the credential does
-	// with its context. Zero means 30 seconds.
+	// with its context. Zero means 30 seconds. A credential that ignores
+	// its context keeps running after the timeout and its token is still
+	// cached if it arrives; while two such calls have not returned, no
+	// third is started and callers get an error saying so.
 	FetchTimeout time.Duration
 
 	// Logger receives token events (fetched, failed, resend on 401) at
@@ -86,7 +93,11 @@ const maxDrain = 4 << 10
 //   - on a redirect, sets the token only when the new host is the original
 //     one or a subdomain of it, the rule net/http uses for Authorization;
 //   - on a 401, if the body can be replayed (none, http.NoBody or GetBody),
-//     drops the token that was refused, gets another, and resends once.
+//     drops the token that was refused, gets another, and resends once. If
+//     the server refuses the new token too, 401s to that token are
+//     returned as they are for a hold (1 s, doubling to 30 s while new
+//     tokens keep being refused), so that a server that refuses every
+//     token does not turn each request into a token request.
 //
 // The caller's request is never modified and its body is always closed.
 // Response bodies stream through untouched. A Transport is safe for
@@ -253,10 +264,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusUnauthorized {
-		// The server takes the token now: a later 401 to it is news.
-		if r := t.refused.Load(); r != nil && r.header == e.Header {
-			t.refused.CompareAndSwap(r, nil)
-		}
+		t.accepted(e)
 		return resp, nil
 	}
 	if t.disableRetry {
@@ -303,21 +311,43 @@ func (t *Transport) retry(req *http.Request, resp *http.Response, used *tokencac
 		return resp, err
 	}
 	if resp.StatusCode != http.StatusUnauthorized {
-		if r := t.refused.Load(); r != nil && r.header == e.Header {
-			t.refused.CompareAndSwap(r, nil)
-		}
+		t.accepted(e)
 		return resp, nil
 	}
-	now, hold := t.now(), firstHold
-	if prev := t.refused.Load(); prev != nil && now.Before(prev.until.Add(maxHold)) {
-		hold = min(2*prev.hold, maxHold) // refused again soon after the last hold
-	}
-	t.refused.Store(&refusal{header: e.Header, until: now.Add(hold), hold: hold})
-	if t.log != nil {
-		t.log.Warn("proxyauth: a newly fetched token was refused too; its 401s are returned without a new fetch for a while",
-			"host", req.URL.Host, "hold", hold)
-	}
+	t.refuse(e, req.URL.Host)
 	return resp, nil
+}
+
+// accepted ends the refusal hold when the server took a request: with the
+// held token, or with another one after the hold.
+func (t *Transport) accepted(e *tokencache.Entry) {
+	if r := t.refused.Load(); r != nil && (r.header == e.Header || !t.now().Before(r.until)) {
+		t.refused.CompareAndSwap(r, nil)
+	}
+}
+
+// refuse starts a hold for e, a new token the server refused too. Many
+// requests refused at once with the same new token start one hold, not a
+// doubling each.
+func (t *Transport) refuse(e *tokencache.Entry, host string) {
+	now := t.now()
+	for {
+		prev := t.refused.Load()
+		if prev != nil && prev.header == e.Header {
+			return
+		}
+		hold := firstHold
+		if prev != nil && now.Before(prev.until.Add(maxHold)) {
+			hold = min(2*prev.hold, maxHold) // refused again soon after the last hold
+		}
+		if t.refused.CompareAndSwap(prev, &refusal{header: e.Header, until: now.Add(hold), hold: hold}) {
+			if t.log != nil {
+				t.log.Warn("proxyauth: a newly fetched token was refused too; its 401s are returned without a new fetch for a while",
+					"host", host, "hold", hold)
+			}
+			return
+		}
+	}
 }
 
 // withAuth returns a shallow copy of req with its own header map holding

@@ -820,7 +820,6 @@ func TestServerRefusingEveryToken(t *testing.T) {
 			t.Fatalf("step %d: credential calls after a hold of %v = %d; want %d", i, hold, c, i+3)
 		}
 	}
-	accept.Store(false)
 	clk.Advance(maxHold)
 	accept.Store(true)
 	if resp := do(); resp.StatusCode != http.StatusOK {
@@ -828,5 +827,39 @@ func TestServerRefusingEveryToken(t *testing.T) {
 	}
 	if tr.refused.Load() != nil {
 		t.Fatal("a successful request did not end the hold")
+	}
+}
+
+// Many requests refused at once with the same new token start one hold of
+// firstHold, not a doubling each.
+func TestConcurrentRefusalsStartOneHold(t *testing.T) {
+	clk := testutil.NewClock()
+	var calls atomic.Int64
+	cred := credential.Func(func(context.Context, string) (credential.AccessToken, error) {
+		n := calls.Add(1)
+		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(time.Hour)}, nil
+	})
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: http.StatusUnauthorized, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+	})
+	tr := newTransport(cred, "s", &Options{Base: base}, clk.Now)
+	if _, err := tr.Token(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			if resp, err := tr.RoundTrip(httptest.NewRequest(http.MethodGet, "https://llm.example.com/", nil)); err == nil {
+				resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
+	// A request whose first send raced with the resend that discovered
+	// the refusal may fetch one more token, which is refused as new too;
+	// the hold doubles once per such token, never per request.
+	r, n := tr.refused.Load(), calls.Load()
+	if r == nil || n > 4 || r.hold != firstHold<<(n-2) {
+		t.Fatalf("hold %+v after %d credential calls; want %v after 2 calls, doubled once per further call", r, n, firstHold)
 	}
 }

@@ -26,7 +26,9 @@ func TestWorkload(t *testing.T) {
 		TokenLatency:  600 * time.Millisecond,
 		RefreshBefore: 2 * time.Second,
 		ProxyLatency:  10 * time.Millisecond,
-		RevokeAt:      3 * time.Second,
+		// Before the first token's refresh point (about 2.6 s), so that
+		// the waits it causes cannot be mistaken for waits at a refresh.
+		RevokeAt: 1500 * time.Millisecond,
 	}
 	rep, err := runWorkload(t.Context(), cfg)
 	if err != nil {

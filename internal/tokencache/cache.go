@@ -145,6 +145,10 @@ func (c *Cache) slow(ctx context.Context, e *Entry, now time.Time) (*Entry, erro
 	if err := c.backoffErr(now); err != nil {
 		return nil, err
 	}
+	if err := ctx.Err(); err != nil {
+		// A caller that has given up starts no fetch.
+		return nil, fmt.Errorf("waiting for a token: %w", context.Cause(ctx))
+	}
 	ch := c.sf.DoChan("", c.doFetch)
 	select {
 	case r := <-ch:
@@ -339,16 +343,17 @@ func (c *Cache) entryFor(tok credential.AccessToken, now time.Time) (*Entry, err
 	if !validToken(tok.Token) {
 		return nil, ErrInvalidToken
 	}
+	// Expiry is a wall-clock fact. A time with a monotonic clock reading
+	// (time.Now) would be compared by the monotonic clock, which stops
+	// while a machine sleeps: an expired token would look fresh after a
+	// suspend. So every time in the entry is wall-clock only.
+	now = now.Round(0)
 	h := "Bearer " + tok.Token
 	e := &Entry{Token: tok, Header: h, HeaderValue: []string{h}}
 	if tok.ExpiresOn.IsZero() {
 		e.never = true
 		return e, nil
 	}
-	// Expiry is a wall-clock fact. Without Round(0), a time.Now-based
-	// ExpiresOn would be compared by the monotonic clock, which stops
-	// while a machine sleeps: an expired token would look fresh after a
-	// suspend.
 	exp, refreshOn := tok.ExpiresOn.Round(0), tok.RefreshOn.Round(0)
 	if !now.Before(exp) {
 		return nil, &ExpiredError{ExpiresOn: exp, Now: now}

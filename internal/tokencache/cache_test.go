@@ -546,3 +546,35 @@ func TestFailedRefreshRetriesWhenTokenRunsOut(t *testing.T) {
 		t.Fatalf("got %s; want a new token as soon as the old one ran out", e.Token.Token)
 	}
 }
+
+// Every time in an entry is wall-clock only: a monotonic reading would be
+// compared by the monotonic clock, which stops while a machine sleeps.
+func TestEntryTimesAreWallClock(t *testing.T) {
+	c := New(func(context.Context) (credential.AccessToken, error) {
+		return credential.AccessToken{Token: "t", ExpiresOn: time.Now().Add(time.Minute)}, nil
+	}, Options{})
+	e, err := c.Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tm := range map[string]time.Time{"refresh point": e.RefreshAt(), "usable until": e.UsableUntil()} {
+		if strings.Contains(tm.String(), "m=") {
+			t.Errorf("%s %v has a monotonic clock reading", name, tm)
+		}
+	}
+}
+
+// A caller whose context is already done starts no fetch.
+func TestCancelledCallerStartsNoFetch(t *testing.T) {
+	clk := testutil.NewClock()
+	src := lifetime(clk, time.Hour)
+	c := newCache(src, clk)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.Get(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v; want context.Canceled", err)
+	}
+	if n := src.calls.Load(); n != 0 {
+		t.Fatalf("calls = %d; want 0", n)
+	}
+}
