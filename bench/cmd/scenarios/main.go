@@ -43,16 +43,8 @@ func main() {
 	if run["rollover"] {
 		cfg := bench.DefaultRollover
 		cfg.Lifetime, cfg.Lifetimes, cfg.Margin = *lifetime, *lifetimes, *margin
-		var rs []bench.RolloverResult
-		for _, p := range peers {
-			progress("rollover", p)
-			r, err := bench.Rollover(ctx, p, cfg)
-			check(err)
-			rs = append(rs, r)
-			if p.Name == bench.ProxyAuth.Name {
-				t.Rollover = &rs[len(rs)-1]
-			}
-		}
+		rs, mine := each(ctx, "rollover", peers, cfg, bench.Rollover)
+		t.Rollover = mine
 		h := fmt.Sprintf("Rollover: %d workers, %d token lifetimes of %v", cfg.Workers, cfg.Lifetimes, cfg.Lifetime)
 		if *title != "" {
 			h = *title
@@ -62,31 +54,15 @@ func main() {
 	}
 	if run["storm"] {
 		cfg := bench.DefaultStorm
-		var rs []bench.StormResult
-		for _, p := range peers {
-			progress("storm", p)
-			r, err := bench.Storm(ctx, p, cfg)
-			check(err)
-			rs = append(rs, r)
-			if p.Name == bench.ProxyAuth.Name {
-				t.Storm = &rs[len(rs)-1]
-			}
-		}
+		rs, mine := each(ctx, "storm", peers, cfg, bench.Storm)
+		t.Storm = mine
 		fmt.Fprint(w, bench.Title(*level, "401 storm: "+fmt.Sprint(cfg.Requests)+" concurrent requests with a revoked token"))
 		bench.WriteStorm(w, cfg, peers, rs)
 	}
 	if run["outage"] {
 		cfg := bench.DefaultOutage
-		var rs []bench.OutageResult
-		for _, p := range peers {
-			progress("outage", p)
-			r, err := bench.Outage(ctx, p, cfg)
-			check(err)
-			rs = append(rs, r)
-			if p.Name == bench.ProxyAuth.Name {
-				t.Outage = &rs[len(rs)-1]
-			}
-		}
+		rs, mine := each(ctx, "outage", peers, cfg, bench.Outage)
+		t.Outage = mine
 		t.OutCfg = cfg
 		fmt.Fprint(w, bench.Title(*level, fmt.Sprintf("Identity provider outage: %d requests/s for %v", cfg.Rate, cfg.Duration)))
 		bench.WriteOutage(w, cfg, peers, rs)
@@ -99,8 +75,21 @@ func main() {
 	}
 }
 
-func progress(scenario string, p bench.Peer) {
-	fmt.Fprintf(os.Stderr, "%s %s: %s\n", time.Now().Format("15:04:05"), scenario, p.Name)
+// each runs scenario for every peer in turn. It returns the results in the
+// order of peers, and proxyauth's among them for the targets.
+func each[C, R any](ctx context.Context, scenario string, peers []bench.Peer, cfg C,
+	run func(context.Context, bench.Peer, C) (R, error)) (rs []R, proxyauth *R) {
+	rs = make([]R, len(peers))
+	for i, p := range peers {
+		fmt.Fprintf(os.Stderr, "%s %s: %s\n", time.Now().Format("15:04:05"), scenario, p.Name)
+		r, err := run(ctx, p, cfg)
+		check(err)
+		rs[i] = r
+		if p.Name == bench.ProxyAuth.Name {
+			proxyauth = &rs[i]
+		}
+	}
+	return rs, proxyauth
 }
 
 func check(err error) {
