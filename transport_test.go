@@ -327,22 +327,27 @@ func TestSDKStreaming(t *testing.T) {
 }
 
 // TestSDKRetries checks that the SDK's own retries compose with the
+// statuses lists the status of each request the proxy saw.
+func statuses(seen []sandbox.Seen) []int {
+	var got []int
+	for _, s := range seen {
+		got = append(got, s.Status)
+	}
+	return got
+}
+
 // transport: every attempt of the SDK reaches the model with a valid token.
 func TestSDKRetries(t *testing.T) {
 	t.Run("openai-go retries 500 and 429", func(t *testing.T) {
 		t.Parallel()
-		statuses := map[int64]int{1: http.StatusInternalServerError, 2: http.StatusTooManyRequests}
+		failAt := map[int64]int{1: http.StatusInternalServerError, 2: http.StatusTooManyRequests}
 		e := newEnv(t, sandbox.TokenServerConfig{}, sandbox.ProxyConfig{
-			Fail: func(n int64) int { return statuses[n] },
+			Fail: func(n int64) int { return failAt[n] },
 		})
 		if err := ops[0].call(callCtx(t), sdks[0].client(t, e, e.auth)); err != nil {
 			t.Fatalf("chat: %v", err)
 		}
-		seen := checkSeen(t, e)
-		var got []int
-		for _, s := range seen {
-			got = append(got, s.Status)
-		}
+		got := statuses(checkSeen(t, e))
 		if want := []int{500, 429, 200}; !slices.Equal(got, want) {
 			t.Errorf("statuses %v; want %v", got, want)
 		}
@@ -366,11 +371,7 @@ func TestSDKRetries(t *testing.T) {
 		if err := ops[0].call(callCtx(t), sdks[0].client(t, e, e.auth)); err != nil {
 			t.Fatalf("chat: %v", err)
 		}
-		seen := checkSeen(t, e)
-		var got []int
-		for _, s := range seen {
-			got = append(got, s.Status)
-		}
+		got := statuses(checkSeen(t, e))
 		if want := []int{500, 401, 200}; !slices.Equal(got, want) {
 			t.Errorf("statuses %v; want %v", got, want)
 		}
