@@ -1,12 +1,20 @@
-// Package testutil supports the tests of proxyauth: a fake clock and a
-// helper that waits for a condition.
+// Package testutil supports the tests of proxyauth: a fake clock, bounded
+// waits that fail with a message instead of hanging, and a slog handler that
+// records what was logged.
 package testutil
 
 import (
+	"context"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
 )
+
+// HangTimeout bounds every wait of a test on work that other goroutines do.
+// It only detects a hang: it is generous enough for a loaded 2-core machine
+// under -race, and no test measures speed with it.
+const HangTimeout = 30 * time.Second
 
 // Clock is a manually advanced clock. Its zero value is not usable; use
 // NewClock.
@@ -42,15 +50,130 @@ func (c *Clock) Set(t time.Time) {
 }
 
 // Eventually waits until cond holds, failing the test if it does not within
-// a generous bound. It is for waiting on work that other goroutines finish
-// (a background refresh), never for measuring how fast they are.
+// HangTimeout. It is for waiting on work that other goroutines finish (a
+// background refresh), never for measuring how fast they are. It must be
+// called from the test's goroutine.
 func Eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(HangTimeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("timed out after %v waiting for %s", HangTimeout, what)
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// Recv receives from ch, failing the test with what did not happen if
+// nothing arrives within HangTimeout. It must be called from the test's
+// goroutine.
+func Recv[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	timer := time.NewTimer(HangTimeout)
+	defer timer.Stop()
+	select {
+	case v := <-ch:
+		return v
+	case <-timer.C:
+		t.Fatalf("timed out after %v waiting for %s", HangTimeout, what)
+		panic("unreachable")
+	}
+}
+
+// Wait waits for wg, failing the test if it does not finish within
+// HangTimeout.
+func Wait(t testing.TB, wg *sync.WaitGroup, what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	Recv(t, done, what)
+}
+
+// Record is one log record: its level, message and attributes, with
+// values resolved. Groups are flattened into dotted keys.
+type Record struct {
+	Level   slog.Level
+	Message string
+	Attrs   map[string]slog.Value
+}
+
+// Event returns the record's "event" attribute: the stable name of what
+// happened, which tests match instead of the message text.
+func (r Record) Event() string { return r.Attrs["event"].String() }
+
+// Logs is a [slog.Handler] that keeps every record at every level. Tests
+// assert on attributes (above all "event"), never on message text. It is
+// safe for concurrent use.
+type Logs struct {
+	mu      sync.Mutex
+	records []Record
+	prefix  []slog.Attr // from WithAttrs, shared by derived handlers
+	root    *Logs
+}
+
+// NewLogs returns an empty recording handler and a logger writing to it.
+func NewLogs() (*Logs, *slog.Logger) {
+	l := &Logs{}
+	l.root = l
+	return l, slog.New(l)
+}
+
+func (l *Logs) Enabled(context.Context, slog.Level) bool { return true }
+
+func (l *Logs) Handle(_ context.Context, r slog.Record) error {
+	rec := Record{Level: r.Level, Message: r.Message, Attrs: map[string]slog.Value{}}
+	for _, a := range l.prefix {
+		addAttr(rec.Attrs, "", a)
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		addAttr(rec.Attrs, "", a)
+		return true
+	})
+	l.root.mu.Lock()
+	l.root.records = append(l.root.records, rec)
+	l.root.mu.Unlock()
+	return nil
+}
+
+func addAttr(m map[string]slog.Value, prefix string, a slog.Attr) {
+	v := a.Value.Resolve()
+	if v.Kind() == slog.KindGroup {
+		p := prefix + a.Key + "."
+		if a.Key == "" {
+			p = prefix
+		}
+		for _, g := range v.Group() {
+			addAttr(m, p, g)
+		}
+		return
+	}
+	m[prefix+a.Key] = v
+}
+
+func (l *Logs) WithAttrs(as []slog.Attr) slog.Handler {
+	return &Logs{prefix: append(append([]slog.Attr(nil), l.prefix...), as...), root: l.root}
+}
+
+// WithGroup is not used by proxyauth; records keep their keys ungrouped.
+func (l *Logs) WithGroup(string) slog.Handler { return l }
+
+// Records returns a copy of every record so far.
+func (l *Logs) Records() []Record {
+	l.root.mu.Lock()
+	defer l.root.mu.Unlock()
+	return append([]Record(nil), l.root.records...)
+}
+
+// Events returns the records whose "event" attribute is event.
+func (l *Logs) Events(event string) []Record {
+	var out []Record
+	for _, r := range l.Records() {
+		if r.Event() == event {
+			out = append(out, r)
+		}
+	}
+	return out
 }

@@ -51,8 +51,13 @@ type Entry struct {
 
 	refreshAt   time.Time // the refresh point
 	usableUntil time.Time
-	never       bool // ExpiresOn was zero: never refreshed, never unusable
+	never       bool   // ExpiresOn was zero: never refreshed, never unusable
+	seq         uint64 // order of creation in its cache, from 1
 }
+
+// Seq numbers the entries of a cache in the order they were made, from 1,
+// so that a caller can tell whether a token was fetched after an event.
+func (e *Entry) Seq() uint64 { return e.seq }
 
 // RefreshAt returns when the cache starts refreshing the token in the
 // background. It is zero for a token that never expires.
@@ -101,6 +106,7 @@ type Cache struct {
 
 	fetches     atomic.Int64
 	fetchErrors atomic.Int64
+	seq         atomic.Uint64 // entries made
 }
 
 // New returns a cache that fetches with fetch.
@@ -166,7 +172,7 @@ func (c *Cache) refreshInBackground(now time.Time) {
 		return
 	}
 	if c.log != nil {
-		c.log.Debug("proxyauth: refreshing token in the background")
+		c.log.Debug("proxyauth: refreshing token in the background", "event", "refresh_started")
 	}
 	ch := c.sf.DoChan("", c.doFetch)
 	go func() {
@@ -274,7 +280,7 @@ func (c *Cache) settle(tok credential.AccessToken, err error) (*Entry, error) {
 	}
 	c.store(e)
 	if c.log != nil {
-		c.log.Debug("proxyauth: token fetched", "expires_on", tok.ExpiresOn, "refresh_at", e.refreshAt)
+		c.log.Debug("proxyauth: token fetched", "event", "token_fetched", "expires_on", tok.ExpiresOn, "refresh_at", e.refreshAt)
 	}
 	return e, nil
 }
@@ -329,7 +335,7 @@ func (c *Cache) fail(cause error, now time.Time, called bool) error {
 	failures := c.failures
 	c.mu.Unlock()
 	if c.log != nil {
-		c.log.Warn("proxyauth: token fetch failed", "error", cause.Error(), "failures", failures, "retry_in", next.Sub(now))
+		c.log.Warn("proxyauth: token fetch failed", "event", "fetch_failed", "error", cause.Error(), "failures", failures, "retry_in", next.Sub(now))
 	}
 	return &FetchError{Err: cause, Failures: failures, NextTry: next, now: now}
 }
@@ -349,7 +355,7 @@ func (c *Cache) entryFor(tok credential.AccessToken, now time.Time) (*Entry, err
 	// suspend. So every time in the entry is wall-clock only.
 	now = now.Round(0)
 	h := "Bearer " + tok.Token
-	e := &Entry{Token: tok, Header: h, HeaderValue: []string{h}}
+	e := &Entry{Token: tok, Header: h, HeaderValue: []string{h}, seq: c.seq.Add(1)}
 	if tok.ExpiresOn.IsZero() {
 		e.never = true
 		return e, nil
