@@ -48,9 +48,11 @@ type Options struct {
 	// third is started and callers get an error saying so.
 	FetchTimeout time.Duration
 
-	// Logger receives token events (fetched, failed, resend on 401) at
-	// debug and warn level. Tokens are never logged. If nil, nothing is
-	// logged.
+	// Logger receives token events at debug and warn level. Every record
+	// has an "event" attribute that names it: "token_fetched",
+	// "refresh_started" and "retry" (debug); "fetch_failed",
+	// "retry_skipped" and "refusal_hold" (warn). Tokens and secrets are
+	// never logged. If nil, nothing is logged.
 	Logger *slog.Logger
 
 	// AllowHTTP lets tokens go over plain http to hosts that are not
@@ -92,12 +94,13 @@ const maxDrain = 4 << 10
 //     (an API key that an SDK put there does not leave the process);
 //   - on a redirect, sets the token only when the new host is the original
 //     one or a subdomain of it, the rule net/http uses for Authorization;
-//   - on a 401, if the body can be replayed (none, http.NoBody or GetBody),
-//     drops the token that was refused, gets another, and resends once. If
-//     the server refuses the new token too, 401s to that token are
-//     returned as they are for a hold (1 s, doubling to 30 s while new
-//     tokens keep being refused), so that a server that refuses every
-//     token does not turn each request into a token request.
+//   - on a 401, drops the token that was refused, so that the next request
+//     gets a new one, and if the body can be replayed (none, http.NoBody
+//     or GetBody) gets another token and resends once. If the server
+//     refuses a new token too, 401s to that token are returned as they are
+//     for a hold (1 s, doubling to 30 s while new tokens keep being
+//     refused), so that a server that refuses every token does not turn
+//     each request into a token request.
 //
 // The caller's request is never modified and its body is always closed.
 // Response bodies stream through untouched. A Transport is safe for
@@ -111,6 +114,11 @@ type Transport struct {
 	disableRetry bool
 	retries      atomic.Int64
 	refused      atomic.Pointer[refusal]
+	// refusedSeq is the Seq of the newest token a 401 invalidated, until
+	// the server accepts a newer one; 0 when none is pending. A token
+	// newer than it that is refused before it was ever accepted was
+	// refused although new.
+	refusedSeq atomic.Uint64
 }
 
 // refusal remembers a token that the server refused although it had just
@@ -273,20 +281,35 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return t.retry(req, resp, e)
 }
 
-// retry resends req once after resp, a 401 to a request that carried the
-// token of used. It returns resp untouched whenever it cannot resend.
+// retry handles resp, a 401 to req, which carried the token of used. The
+// refused token is dropped, so that the next request gets a new one even
+// when this one cannot be resent; a request whose body can be replayed is
+// resent once with a new token. resp is returned untouched whenever there
+// is no resend.
+//
+// A server that refuses a token fetched after a refusal, before it accepted
+// it (a wrong audience, a missing role), is not helped by another fetch:
+// its 401s to that token are returned as they are for a hold, without
+// invalidation or fetches.
 func (t *Transport) retry(req *http.Request, resp *http.Response, used *tokencache.Entry) (*http.Response, error) {
+	if r := t.refused.Load(); r != nil && r.header == used.Header {
+		if t.now().Before(r.until) {
+			return resp, nil
+		}
+		// The hold is over: try another token.
+	} else if rs := t.refusedSeq.Load(); rs != 0 && used.Seq() > rs {
+		t.refuse(used, req.URL.Host)
+		return resp, nil
+	}
+	t.markRefused(used)
+	t.cache.Invalidate(used.Token.Token)
 	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
 		return resp, nil // a resend would send a partial or empty body
 	}
-	if r := t.refused.Load(); r != nil && r.header == used.Header && t.now().Before(r.until) {
-		return resp, nil // refused even when new: another token would be too
-	}
-	t.cache.Invalidate(used.Token.Token)
 	e, err := t.cache.Get(req.Context())
 	if err != nil {
 		if t.log != nil {
-			t.log.Warn("proxyauth: 401 not resent: no new token", "host", req.URL.Host, "error", err.Error())
+			t.log.Warn("proxyauth: 401 not resent: no new token", "event", "retry_skipped", "host", req.URL.Host, "error", err.Error())
 		}
 		return resp, nil
 	}
@@ -304,7 +327,7 @@ func (t *Transport) retry(req *http.Request, resp *http.Response, used *tokencac
 
 	t.retries.Add(1)
 	if t.log != nil {
-		t.log.Debug("proxyauth: resending after 401 with a new token", "method", req.Method, "host", req.URL.Host)
+		t.log.Debug("proxyauth: resending after 401 with a new token", "event", "retry", "method", req.Method, "host", req.URL.Host)
 	}
 	resp, err = t.base.RoundTrip(withAuth(req, e.HeaderValue, body))
 	if err != nil {
@@ -318,11 +341,26 @@ func (t *Transport) retry(req *http.Request, resp *http.Response, used *tokencac
 	return resp, nil
 }
 
-// accepted ends the refusal hold when the server took a request: with the
-// held token, or with another one after the hold.
+// markRefused records that the server refused used: a token fetched after
+// it is new until the server accepts one.
+func (t *Transport) markRefused(used *tokencache.Entry) {
+	for {
+		rs := t.refusedSeq.Load()
+		if used.Seq() <= rs || t.refusedSeq.CompareAndSwap(rs, used.Seq()) {
+			return
+		}
+	}
+}
+
+// accepted ends the refusal episode when the server took a request: the
+// hold, with the held token or with another one after the hold, and the
+// mark of a refused token once a newer one is accepted.
 func (t *Transport) accepted(e *tokencache.Entry) {
 	if r := t.refused.Load(); r != nil && (r.header == e.Header || !t.now().Before(r.until)) {
 		t.refused.CompareAndSwap(r, nil)
+	}
+	if rs := t.refusedSeq.Load(); rs != 0 && e.Seq() > rs {
+		t.refusedSeq.CompareAndSwap(rs, 0)
 	}
 }
 
@@ -343,7 +381,7 @@ func (t *Transport) refuse(e *tokencache.Entry, host string) {
 		if t.refused.CompareAndSwap(prev, &refusal{header: e.Header, until: now.Add(hold), hold: hold}) {
 			if t.log != nil {
 				t.log.Warn("proxyauth: a newly fetched token was refused too; its 401s are returned without a new fetch for a while",
-					"host", host, "hold", hold)
+					"event", "refusal_hold", "host", host, "hold", hold)
 			}
 			return
 		}
