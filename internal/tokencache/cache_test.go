@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,23 @@ func waitIdle(t *testing.T, c *Cache) {
 	t.Helper()
 	testutil.Eventually(t, "background refresh to end", func() bool { return !c.bgRunning.Load() })
 }
+
+// gate holds credential calls until it is opened. It is opened at the end
+// of the test at the latest, so that a test that fails early leaves no
+// call blocked.
+type gate struct {
+	ch   chan struct{}
+	once sync.Once
+}
+
+func newGate(t *testing.T) *gate {
+	g := &gate{ch: make(chan struct{})}
+	t.Cleanup(g.open)
+	return g
+}
+
+func (g *gate) open() { g.once.Do(func() { close(g.ch) }) }
+func (g *gate) wait() { <-g.ch }
 
 func TestSchedule(t *testing.T) {
 	f := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -166,11 +184,11 @@ func TestFreshPathDoesNotAllocate(t *testing.T) {
 // background refresh is blocked inside the credential.
 func TestRefreshWindowDoesNotWait(t *testing.T) {
 	clk := testutil.NewClock()
-	entered, release := make(chan struct{}), make(chan struct{})
+	entered, release := make(chan struct{}), newGate(t)
 	src := &source{fn: func(_ context.Context, n int64) (credential.AccessToken, error) {
 		if n == 2 {
 			close(entered)
-			<-release
+			release.wait()
 		}
 		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(time.Hour)}, nil
 	}}
@@ -181,13 +199,13 @@ func TestRefreshWindowDoesNotWait(t *testing.T) {
 	if e := mustGet(t, c); e.Token.Token != "tok-1" {
 		t.Fatalf("got %s; want tok-1", e.Token.Token)
 	}
-	<-entered // the refresh is now blocked in the credential
+	testutil.Recv(t, entered, "the background refresh to call the credential")
 	for range 100 {
 		if e := mustGet(t, c); e.Token.Token != "tok-1" {
 			t.Fatalf("during the refresh: got %s; want tok-1", e.Token.Token)
 		}
 	}
-	close(release)
+	release.open()
 	waitIdle(t, c)
 	if e := mustGet(t, c); e.Token.Token != "tok-2" {
 		t.Fatalf("after the refresh: got %s; want tok-2", e.Token.Token)
@@ -262,7 +280,7 @@ func TestBackoff(t *testing.T) {
 	for i := range errs {
 		wg.Go(func() { _, errs[i] = c.Get(context.Background()) })
 	}
-	wg.Wait()
+	testutil.Wait(t, &wg, "1000 callers to get the failure")
 	if got := src.calls.Load(); got != 1 {
 		t.Fatalf("calls from 1000 callers = %d; want 1", got)
 	}
@@ -314,45 +332,56 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
-// One caller's cancelled ctx ends only its own wait; the others get the
-// token from the same fetch.
+// One caller's cancelled ctx ends only its own wait; the others, all inside
+// Get while the one credential call is blocked, get its token.
 func TestCallerCancelEndsOnlyItsWait(t *testing.T) {
 	clk := testutil.NewClock()
-	entered, release := make(chan struct{}), make(chan struct{})
+	entered, release := make(chan struct{}), newGate(t)
 	src := &source{fn: func(context.Context, int64) (credential.AccessToken, error) {
 		close(entered)
-		<-release
+		release.wait()
 		return credential.AccessToken{Token: "shared", ExpiresOn: clk.Now().Add(time.Hour)}, nil
 	}}
-	c := newCache(src, clk)
+	// Every Get without a token reads the clock once before it waits for
+	// the fetch, so the reads tell when the waiters have arrived.
+	var reads atomic.Int64
+	c := New(src.fetch, Options{Now: func() time.Time { reads.Add(1); return clk.Now() }})
 
 	ctx, cancel := context.WithCancel(context.Background())
-	cancelled := make(chan error)
+	defer cancel()
+	cancelled := make(chan error, 1)
 	go func() {
 		_, err := c.Get(ctx)
 		cancelled <- err
 	}()
-	<-entered
+	testutil.Recv(t, entered, "the first caller's fetch to call the credential")
 
+	const waiters = 50
+	before := reads.Load()
 	var wg sync.WaitGroup
-	got := make([]string, 50)
+	got := make([]string, waiters)
+	errs := make([]error, waiters)
 	for i := range got {
 		wg.Go(func() {
-			if e, err := c.Get(context.Background()); err == nil {
-				got[i] = e.Token.Token
+			e, err := c.Get(context.Background())
+			if err != nil {
+				errs[i] = err
+				return
 			}
+			got[i] = e.Token.Token
 		})
 	}
+	testutil.Eventually(t, "the other callers to enter Get", func() bool { return reads.Load() >= before+waiters })
 	cancel()
 	// The cancelled caller returns while the fetch is still blocked.
-	if err := <-cancelled; !errors.Is(err, context.Canceled) {
+	if err := testutil.Recv(t, cancelled, "the cancelled caller to return"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled caller: err = %v; want context.Canceled", err)
 	}
-	close(release)
-	wg.Wait()
+	release.open()
+	testutil.Wait(t, &wg, "the other callers to get the token")
 	for i, tok := range got {
 		if tok != "shared" {
-			t.Fatalf("caller %d got %q; want the shared token", i, tok)
+			t.Fatalf("caller %d got %q (err %v); want the shared token", i, tok, errs[i])
 		}
 	}
 	if n := src.calls.Load(); n != 1 {
@@ -364,9 +393,9 @@ func TestCallerCancelEndsOnlyItsWait(t *testing.T) {
 // context; the token that arrives late is still cached.
 func TestFetchTimeout(t *testing.T) {
 	clk := testutil.NewClock()
-	release := make(chan struct{})
+	release := newGate(t)
 	src := &source{fn: func(context.Context, int64) (credential.AccessToken, error) {
-		<-release // ignores ctx
+		release.wait() // ignores ctx
 		return credential.AccessToken{Token: "late", ExpiresOn: clk.Now().Add(time.Hour)}, nil
 	}}
 	c := New(src.fetch, Options{Now: clk.Now, FetchTimeout: 20 * time.Millisecond})
@@ -375,7 +404,7 @@ func TestFetchTimeout(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "fetch timeout") {
 		t.Fatalf("err = %v; want the fetch timeout", err)
 	}
-	close(release)
+	release.open()
 	testutil.Eventually(t, "the late token to be cached", func() bool { return c.cur.Load() != nil })
 	if e := mustGet(t, c); e.Token.Token != "late" {
 		t.Fatalf("got %s; want the late token", e.Token.Token)
@@ -488,10 +517,10 @@ func TestClockStepBackDuringBackoff(t *testing.T) {
 // bounded: a third does not start while two are stuck.
 func TestStuckCredentialIsNotCalledAgain(t *testing.T) {
 	clk := testutil.NewClock()
-	release := make(chan struct{})
+	release := newGate(t)
 	src := &source{fn: func(_ context.Context, n int64) (credential.AccessToken, error) {
 		if n <= maxCalls {
-			<-release // ignores ctx
+			release.wait() // ignores ctx
 		}
 		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(time.Hour)}, nil
 	}}
@@ -514,7 +543,7 @@ func TestStuckCredentialIsNotCalledAgain(t *testing.T) {
 	if f, fe := c.Stats(); f != maxCalls || fe != maxCalls {
 		t.Fatalf("Stats = %d fetches, %d errors; want %d, %d", f, fe, maxCalls, maxCalls)
 	}
-	close(release)
+	release.open()
 	testutil.Eventually(t, "the late token", func() bool { return c.cur.Load() != nil })
 	if e := mustGet(t, c); e.Token.Token != "tok-1" && e.Token.Token != "tok-2" {
 		t.Fatalf("got %s; want a late token", e.Token.Token)
@@ -576,5 +605,107 @@ func TestCancelledCallerStartsNoFetch(t *testing.T) {
 	}
 	if n := src.calls.Load(); n != 0 {
 		t.Fatalf("calls = %d; want 0", n)
+	}
+}
+
+// The cache's log records are told apart by their "event" attribute:
+// "token_fetched" (debug) with the expiry and the refresh point,
+// "refresh_started" (debug) when a background refresh begins, and
+// "fetch_failed" (warn) with the count of failures in a row and the wait
+// before the next try. No record holds a token.
+func TestLogEvents(t *testing.T) {
+	clk := testutil.NewClock()
+	var failing atomic.Bool
+	src := &source{fn: func(_ context.Context, n int64) (credential.AccessToken, error) {
+		if failing.Load() {
+			return credential.AccessToken{}, fmt.Errorf("attempt %d: %w", n, errBoom)
+		}
+		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(time.Hour)}, nil
+	}}
+	logs, logger := testutil.NewLogs()
+	c := New(src.fetch, Options{Now: clk.Now, Logger: logger})
+
+	first := mustGet(t, c)
+	clk.Set(first.RefreshAt())
+	mustGet(t, c)
+	waitIdle(t, c)
+	second := c.cur.Load()
+	if second == first || second.Token.Token != "tok-2" {
+		t.Fatalf("after the refresh the cache holds %s; want tok-2", second.Token.Token)
+	}
+
+	failing.Store(true)
+	clk.Set(second.UsableUntil())
+	var fes []*FetchError
+	for i := range 2 {
+		_, err := c.Get(context.Background())
+		var fe *FetchError
+		if !errors.As(err, &fe) {
+			t.Fatalf("failure %d: err = %v; want a *FetchError", i+1, err)
+		}
+		fes = append(fes, fe)
+		// Within the backoff no fetch is made, and nothing is logged.
+		clk.Set(fe.NextTry.Add(-time.Nanosecond))
+		if _, err := c.Get(context.Background()); !errors.Is(err, errBoom) {
+			t.Fatalf("within backoff %d: err = %v; want the last failure", i+1, err)
+		}
+		clk.Set(fe.NextTry)
+	}
+
+	recs := logs.Records()
+	type want struct {
+		event string
+		level slog.Level
+	}
+	wants := []want{
+		{"token_fetched", slog.LevelDebug},
+		{"refresh_started", slog.LevelDebug},
+		{"token_fetched", slog.LevelDebug},
+		{"fetch_failed", slog.LevelWarn},
+		{"fetch_failed", slog.LevelWarn},
+	}
+	var got []string
+	for _, r := range recs {
+		got = append(got, r.Level.String()+" "+r.Event())
+	}
+	if len(recs) != len(wants) {
+		t.Fatalf("records: %q; want %d", got, len(wants))
+	}
+	for i, w := range wants {
+		if recs[i].Event() != w.event || recs[i].Level != w.level {
+			t.Fatalf("record %d: %q; want %v %s (all: %q)", i, got[i], w.level, w.event, got)
+		}
+	}
+
+	for i, e := range []*Entry{first, second} {
+		r := logs.Events("token_fetched")[i]
+		if v, ok := r.Attrs["expires_on"]; !ok || v.Kind() != slog.KindTime || !v.Time().Equal(e.Token.ExpiresOn) {
+			t.Errorf("token_fetched %d: expires_on = %v; want %v", i+1, v, e.Token.ExpiresOn)
+		}
+		if v, ok := r.Attrs["refresh_at"]; !ok || v.Kind() != slog.KindTime || !v.Time().Equal(e.RefreshAt()) {
+			t.Errorf("token_fetched %d: refresh_at = %v; want %v", i+1, v, e.RefreshAt())
+		}
+	}
+	for i, r := range logs.Events("fetch_failed") {
+		fe := fes[i]
+		if v := r.Attrs["failures"]; v.Kind() != slog.KindInt64 || v.Int64() != int64(i+1) || fe.Failures != i+1 {
+			t.Errorf("fetch_failed %d: failures = %v (error says %d); want %d", i+1, v, fe.Failures, i+1)
+		}
+		if v := r.Attrs["retry_in"]; v.Kind() != slog.KindDuration || v.Duration() != fe.NextTry.Sub(fe.now) || v.Duration() <= 0 {
+			t.Errorf("fetch_failed %d: retry_in = %v; want %v, as the error says", i+1, v, fe.NextTry.Sub(fe.now))
+		}
+		if v := r.Attrs["error"]; !strings.Contains(v.String(), errBoom.Error()) || !strings.Contains(v.String(), fmt.Sprintf("attempt %d", i+3)) {
+			t.Errorf("fetch_failed %d: error = %q; want the cause of attempt %d", i+1, v, i+3)
+		}
+	}
+	if d0, d1 := logs.Events("fetch_failed")[0].Attrs["retry_in"].Duration(), logs.Events("fetch_failed")[1].Attrs["retry_in"].Duration(); d1 <= d0 {
+		t.Errorf("retry_in %v after the second failure; want more than the %v after the first", d1, d0)
+	}
+	for _, r := range recs {
+		for k, v := range r.Attrs {
+			if strings.Contains(v.String(), "tok-") {
+				t.Errorf("%s record: %s = %q holds a token", r.Event(), k, v)
+			}
+		}
 	}
 }
