@@ -16,9 +16,11 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,6 +30,8 @@ import (
 
 	"github.com/proxyauth/proxyauth/credential"
 	"github.com/proxyauth/proxyauth/internal/sandbox"
+	"github.com/proxyauth/proxyauth/internal/testutil"
+	"github.com/proxyauth/proxyauth/internal/tokencache"
 	"github.com/proxyauth/proxyauth/transport"
 )
 
@@ -51,10 +55,11 @@ func (a *audit) String() string {
 	return a.buf.String()
 }
 
-// logger logs at debug level as text and as JSON into the audit.
-func (a *audit) logger() *slog.Logger {
+// logger logs at debug level as text and as JSON into the audit, and
+// records every record in logs, where the test finds them by event.
+func (a *audit) logger(logs *testutil.Logs) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: slog.LevelDebug, AddSource: true}
-	return slog.New(slog.NewMultiHandler(slog.NewTextHandler(a, opts), slog.NewJSONHandler(a, opts)))
+	return slog.New(slog.NewMultiHandler(slog.NewTextHandler(a, opts), slog.NewJSONHandler(a, opts), logs))
 }
 
 // err records err as its Error(), %v, %+v, %#v and %q, and the same of
@@ -69,11 +74,15 @@ func (a *audit) err(what string, err error) {
 	}
 }
 
+// printed is the message of the records that print logs: the audit's own,
+// not the library's.
+const printed = "value"
+
 // print records v in the verbs that show a value, and through slog.
 func (a *audit) print(log *slog.Logger, what string, v any) {
 	fmt.Fprintf(a, "%s: %v | %+v | %#v\n", what, v, v, v)
-	log.Debug("value", "what", what, "v", v)
-	log.Info("value", slog.Any(what, v))
+	log.Debug(printed, "what", what, "v", v)
+	log.Info(printed, slog.Any(what, v))
 }
 
 // printAll is print with every other verb too, for the types that promise
@@ -85,15 +94,15 @@ func (a *audit) printAll(log *slog.Logger, what string, v fmt.Formatter) {
 
 // send sends req through tr and records the error, or the response body:
 // what an upstream answered may be shown too.
-func (a *audit) send(tr http.RoundTripper, req *http.Request) *http.Response {
+func (a *audit) send(tr http.RoundTripper, req *http.Request) (*http.Response, error) {
 	resp, err := tr.RoundTrip(req)
 	if err != nil {
 		a.err("RoundTrip", err)
-		return nil
+		return nil, err
 	}
 	_, _ = io.Copy(a, resp.Body)
 	resp.Body.Close()
-	return resp
+	return resp, nil
 }
 
 // run runs f, recording a panic with its stack rather than dying of it.
@@ -120,13 +129,15 @@ func (f fakeAzCred) GetToken(ctx context.Context, _ policy.TokenRequestOptions) 
 }
 
 // TestNoSecretLeaks drives every flow (success, background refresh, 401
-// resends, a 401 that cannot be resent, redirects to the same and to
-// another host, plain http refused, a panicking credential, and every fault
-// of the token endpoint) with a logger at debug level, records every error
-// in every form, prints the transport, every credential, the OAuth2 config
-// and tokens in every verb and through slog, and recovers any panic. None
-// of it may contain the client secret (in any encoding a server could echo
-// it in) or any token that was issued.
+// resends, a 401 that cannot be resent, a 401 without a new token, a new
+// token refused too, redirects to the same and to another host, plain http
+// refused, a panicking credential, and every fault of the token endpoint)
+// with a logger at debug level, records every error in every form, prints
+// the transport, every credential, the OAuth2 config and tokens in every
+// verb and through slog, and recovers any panic. None of it may contain the
+// client secret (in any encoding a server could echo it in) or any token
+// that was issued. Each flow checks that it took the path it is meant to
+// audit, by its outcome and by the "event" attribute of the log records.
 func TestNoSecretLeaks(t *testing.T) {
 	// A secret with characters that every encoding changes.
 	secret := "s3cr3t/+=&%42?" + randomHex(8)
@@ -135,15 +146,27 @@ func TestNoSecretLeaks(t *testing.T) {
 	azSecret := "az-secret-" + randomHex(12)
 	azToken := "az-token-" + randomHex(12)
 	a := &audit{}
-	log := a.logger()
+	logs, _ := testutil.NewLogs()
+	log := a.logger(logs)
 
-	idp := sandbox.NewTokenServer(sandbox.TokenServerConfig{
+	// Tokens of the refresh flow live 2 s, so that it meets a background
+	// refresh. The other flows get tokens that live an hour from a server
+	// of their own, so that no refresh can change which token they hold.
+	shortIdp := sandbox.NewTokenServer(sandbox.TokenServerConfig{
 		ClientID: clientID, ClientSecret: secret,
 		LifetimeFunc: func(int64) time.Duration { return 2 * time.Second },
 	})
+	defer shortIdp.Close()
+	shortProxy := sandbox.NewProxy(shortIdp, sandbox.ProxyConfig{})
+	defer shortProxy.Close()
+	idp := sandbox.NewTokenServer(sandbox.TokenServerConfig{ClientID: clientID, ClientSecret: secret})
 	defer idp.Close()
 	proxy := sandbox.NewProxy(idp, sandbox.ProxyConfig{})
 	defer proxy.Close()
+	// refusing refuses every token, as a server with the wrong audience
+	// configured does.
+	refusing := sandbox.NewProxy(idp, sandbox.ProxyConfig{Fail: func(int64) int { return http.StatusUnauthorized }})
+	defer refusing.Close()
 	faults := sandbox.Faults()
 
 	closed, err := sandbox.ClosedAddr()
@@ -162,46 +185,83 @@ func TestNoSecretLeaks(t *testing.T) {
 	upstream := &http.Transport{}
 	defer upstream.CloseIdleConnections()
 
+	// events counts the records of each event so far.
+	events := func() map[string]int {
+		n := map[string]int{}
+		for _, r := range logs.Records() {
+			n[r.Event()]++
+		}
+		return n
+	}
+	// logged fails the test unless the records since before hold exactly
+	// want more of each event named in want.
+	logged := func(flow string, before map[string]int, want map[string]int) {
+		t.Helper()
+		now := events()
+		for ev, n := range want {
+			if got := now[ev] - before[ev]; got != n {
+				t.Errorf("%s: %d %q records; want %d", flow, got, ev, n)
+			}
+		}
+	}
+
 	// Params style: the secret travels in the form, which the fault pages
 	// echo; the Basic header is echoed in the other test of the pair below.
 	for _, style := range []credential.AuthStyle{credential.AuthStyleParams, credential.AuthStyleHeader, credential.AuthStyleAuto} {
-		cfg := credential.OAuth2Config{
-			ClientID: clientID, ClientSecret: secret, TokenURL: idp.URL, AuthStyle: style,
-			EndpointParams: url.Values{"audience": {"https://llm.example.com"}},
-			HTTPClient:     &http.Client{Transport: tokenHTTP},
-		}
-		oauth, err := credential.NewOAuth2(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a.printAll(log, "OAuth2Config", cfg)
-		a.printAll(log, "*OAuth2Config", &cfg)
-		a.printAll(log, "OAuth2", oauth)
-
-		newTransport := func(opts transport.Options) *transport.Transport {
-			opts.Base, opts.Logger = upstream, log
-			if opts.FetchTimeout == 0 {
-				opts.FetchTimeout = 5 * time.Second
+		newOAuth2 := func(tokenURL string) *credential.OAuth2 {
+			cfg := credential.OAuth2Config{
+				ClientID: clientID, ClientSecret: secret, TokenURL: tokenURL, AuthStyle: style,
+				EndpointParams: url.Values{"audience": {"https://llm.example.com"}},
+				HTTPClient:     &http.Client{Transport: tokenHTTP},
 			}
-			return transport.New(oauth, "api://llm/.default", &opts)
+			oauth, err := credential.NewOAuth2(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.printAll(log, "OAuth2Config", cfg)
+			a.printAll(log, "*OAuth2Config", &cfg)
+			a.printAll(log, "OAuth2", oauth)
+			return oauth
+		}
+		oauth, shortOAuth := newOAuth2(idp.URL), newOAuth2(shortIdp.URL)
+
+		// Only the stall and the trickle last until the fetch timeout ends
+		// them; the other fetches are answered at once and get a timeout
+		// that no loaded machine reaches.
+		newTransport := func(cred credential.TokenCredential, fetchTimeout time.Duration) *transport.Transport {
+			if fetchTimeout == 0 {
+				fetchTimeout = testutil.HangTimeout
+			}
+			return transport.New(cred, "api://llm/.default", &transport.Options{Base: upstream, Logger: log, FetchTimeout: fetchTimeout})
 		}
 		send := a.send
-		get := func(tr http.RoundTripper) *http.Response {
-			req, _ := http.NewRequest(http.MethodGet, proxy.URL+"/models", nil)
+		getFrom := func(tr http.RoundTripper, base string) (*http.Response, error) {
+			req, _ := http.NewRequest(http.MethodGet, base+"/models", nil)
 			return send(tr, req)
+		}
+		get := func(tr http.RoundTripper) (*http.Response, error) { return getFrom(tr, proxy.URL) }
+		status := func(resp *http.Response, err error) int {
+			if err != nil {
+				return 0
+			}
+			return resp.StatusCode
 		}
 
 		a.run("success and refresh", func() {
-			tr := newTransport(transport.Options{})
-			first := idp.Issued()
-			get(tr)
-			// Tokens live 2 s: the refresh starts after 1 s.
-			for i := 0; i < 5000 && idp.Issued() < first+2; i++ {
-				get(tr)
-				time.Sleep(time.Millisecond)
+			tr := newTransport(shortOAuth, 0)
+			before := events()
+			if st := status(getFrom(tr, shortProxy.URL)); st != http.StatusOK {
+				t.Errorf("first request: status %d; want 200", st)
 			}
-			if idp.Issued() < first+2 {
-				t.Error("no background refresh happened")
+			// Tokens live 2 s: the refresh starts after 1 s. Requests go
+			// on until one of them has started it and its token is in.
+			deadline := time.Now().Add(testutil.HangTimeout)
+			for events()["refresh_started"] == before["refresh_started"] || events()["token_fetched"] < before["token_fetched"]+2 {
+				if time.Now().After(deadline) {
+					t.Fatalf("no background refresh within %v", testutil.HangTimeout)
+				}
+				getFrom(tr, shortProxy.URL)
+				time.Sleep(time.Millisecond)
 			}
 			tok, err := tr.Token(context.Background())
 			if err != nil {
@@ -216,22 +276,47 @@ func TestNoSecretLeaks(t *testing.T) {
 		})
 
 		a.run("401 resend, 401 returned, 401 without a new token", func() {
-			tr := newTransport(transport.Options{})
-			get(tr)
-			toks := idp.Tokens()
-			idp.Revoke(toks[len(toks)-1])
-			if resp := get(tr); resp == nil || resp.StatusCode != http.StatusOK {
-				t.Error("the 401 was not healed")
+			tr := newTransport(oauth, 0)
+			before := events()
+			if st := status(get(tr)); st != http.StatusOK {
+				t.Errorf("first request: status %d; want 200", st)
 			}
-			toks = idp.Tokens()
-			idp.Revoke(toks[len(toks)-1])
+			idp.RevokeAll()
+			if st := status(get(tr)); st != http.StatusOK {
+				t.Errorf("after a revocation: status %d; want 200 from the resend", st)
+			}
+			logged("a healed 401", before, map[string]int{"token_fetched": 2, "retry": 1})
+
+			idp.RevokeAll()
+			before = events()
 			req, _ := http.NewRequest(http.MethodPost, proxy.URL+"/chat/completions", io.NopCloser(strings.NewReader(`{"model":"m"}`)))
-			if resp := send(tr, req); resp == nil || resp.StatusCode != http.StatusUnauthorized {
-				t.Error("an unreplayable body: want the 401 back")
+			if st := status(send(tr, req)); st != http.StatusUnauthorized {
+				t.Errorf("an unreplayable body: status %d; want the 401 back", st)
 			}
+			// The refused token was dropped all the same: the next
+			// request fetches a new one and needs no resend.
+			if st := status(get(tr)); st != http.StatusOK {
+				t.Errorf("after the unreplayable 401: status %d; want 200", st)
+			}
+			logged("an unreplayable 401", before, map[string]int{"token_fetched": 1, "retry": 0})
+
+			idp.RevokeAll()
+			before = events()
 			idp.SetFault(faultNamed(faults, "500")) // the resend finds no token
-			get(tr)
+			if st := status(get(tr)); st != http.StatusUnauthorized {
+				t.Errorf("no new token: status %d; want the 401 back", st)
+			}
 			idp.SetFault(nil)
+			logged("a 401 without a new token", before, map[string]int{"fetch_failed": 1, "retry_skipped": 1, "retry": 0})
+
+			// A server that refuses the new token too: its 401 comes back
+			// and starts a hold.
+			tr = newTransport(oauth, 0)
+			before = events()
+			if st := status(getFrom(tr, refusing.URL)); st != http.StatusUnauthorized {
+				t.Errorf("refusing server: status %d; want 401", st)
+			}
+			logged("a new token refused too", before, map[string]int{"token_fetched": 2, "retry": 1, "refusal_hold": 1})
 		})
 
 		a.run("redirects", func() {
@@ -251,11 +336,12 @@ func TestNoSecretLeaks(t *testing.T) {
 				http.Redirect(w, r, to, http.StatusTemporaryRedirect)
 			}))
 			defer redir.Close()
-			client := &http.Client{Transport: newTransport(transport.Options{})}
+			client := &http.Client{Transport: newTransport(oauth, 0)}
 			for _, path := range []string{"/same", "/other"} {
 				resp, err := client.Get(redir.URL + path)
 				if err != nil {
 					a.err("redirect", err)
+					t.Errorf("redirect %s: %v", path, err)
 					continue
 				}
 				_, _ = io.Copy(a, resp.Body)
@@ -265,29 +351,49 @@ func TestNoSecretLeaks(t *testing.T) {
 				}
 			}
 			fmt.Fprintf(a, "other host saw Authorization %q\n", otherAuth.Load())
+			if got := otherAuth.Load(); got != "" {
+				t.Error("the other host got an Authorization header")
+			}
 			client.CloseIdleConnections()
 		})
 
 		a.run("plain http refused", func() {
-			tr := newTransport(transport.Options{})
+			tr := newTransport(oauth, 0)
 			req, _ := http.NewRequest(http.MethodGet, "http://llm.example.invalid/v1/models", strings.NewReader("body"))
-			send(tr, req)
+			if _, err := send(tr, req); !errors.Is(err, transport.ErrInsecureHTTP) {
+				t.Errorf("plain http: err = %v; want ErrInsecureHTTP", err)
+			}
 		})
 
 		a.run("token endpoint faults", func() {
+			before := events()
 			refuse.Store(true)
 			tokenHTTP.CloseIdleConnections() // a kept-alive connection would not be refused
-			get(newTransport(transport.Options{}))
+			if _, err := get(newTransport(oauth, 0)); !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Errorf("refused connection: err = %v; want ECONNREFUSED", err)
+			}
 			refuse.Store(false)
 			for _, f := range faults {
 				idp.SetFault(f)
-				var opts transport.Options // the others answer at once
+				var timeout time.Duration
 				if f.Name == "stall" || f.Name == "trickle" {
-					opts.FetchTimeout = 300 * time.Millisecond // they last until it ends the fetch
+					timeout = 300 * time.Millisecond // they never answer: the timeout always ends them
 				}
-				get(newTransport(opts))
+				_, err := get(newTransport(oauth, timeout))
+				var oe *credential.OAuth2Error
+				switch {
+				case err == nil:
+					t.Errorf("fault %s: a response; want a token error with nothing sent", f.Name)
+				case timeout != 0 && !errors.Is(err, context.DeadlineExceeded):
+					t.Errorf("fault %s: err = %v; want the fetch timeout", f.Name, err)
+				case strings.HasPrefix(f.Name, "5") || f.Name == "429":
+					if !errors.As(err, &oe) || strconv.Itoa(oe.StatusCode) != f.Name[:3] {
+						t.Errorf("fault %s: err = %v; want an OAuth2Error with its status", f.Name, err)
+					}
+				}
 			}
 			idp.SetFault(nil)
+			logged("the faults", before, map[string]int{"fetch_failed": len(faults) + 1, "token_fetched": 0})
 		})
 	}
 
@@ -297,7 +403,11 @@ func TestNoSecretLeaks(t *testing.T) {
 		})
 		tr := transport.New(cred, "s", &transport.Options{Base: upstream, Logger: log})
 		req, _ := http.NewRequest(http.MethodGet, proxy.URL+"/models", nil)
-		if _, err := tr.RoundTrip(req); err != nil {
+		_, err := tr.RoundTrip(req)
+		if !errors.Is(err, tokencache.ErrCredentialPanic) {
+			t.Errorf("panicking credential: err = %v; want ErrCredentialPanic", err)
+		}
+		if err != nil {
 			a.err("panicking credential", err)
 		}
 	})
@@ -343,8 +453,10 @@ func TestNoSecretLeaks(t *testing.T) {
 		"static token":                 staticToken,
 		"Azure token":                  azToken,
 	}
-	for i, tok := range idp.Tokens() {
-		forbidden[fmt.Sprintf("issued token %d", i+1)] = tok
+	for _, s := range []*sandbox.TokenServer{idp, shortIdp} {
+		for _, tok := range s.Tokens() {
+			forbidden["issued token "+tok[:6]+"..."] = tok
+		}
 	}
 	for _, f := range faults {
 		if f.Token != "" {
@@ -358,20 +470,25 @@ func TestNoSecretLeaks(t *testing.T) {
 		}
 	}
 
-	// The audit saw what it was meant to see.
-	for _, want := range []string{
-		"token fetched", "resending after 401", "401 not resent", "token fetch failed",
-		"connection refused", "503 Service Unavailable", "429 Too Many Requests", "500 Internal Server Error",
-		"text/html", "invalid JSON", "more than 1048576 bytes", "deadline exceeded",
-		"refusing to send a bearer token over plain http", "credential panicked", "panic in a nil request",
-		"other host saw Authorization \"\"", "REDACTED", "ClientSecretCredential",
-	} {
+	// The audit saw every kind of log record, and the forms that show
+	// redaction and recovered panics.
+	for _, ev := range []string{"token_fetched", "refresh_started", "fetch_failed", "retry", "retry_skipped", "refusal_hold"} {
+		if len(logs.Events(ev)) == 0 {
+			t.Errorf("the audit never saw a %q record", ev)
+		}
+	}
+	for _, r := range logs.Records() {
+		if _, ok := r.Attrs["event"]; !ok && r.Message != printed {
+			t.Errorf("a %v record %q has no event attribute", r.Level, r.Message)
+		}
+	}
+	for _, want := range []string{"REDACTED", "ClientSecretCredential", "panic in a nil request"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the audit never saw %q", want)
 		}
 	}
 	if testing.Verbose() {
-		t.Logf("audited %d bytes, %d issued tokens, %d forbidden strings", len(out), len(idp.Tokens()), len(forbidden))
+		t.Logf("audited %d bytes, %d issued tokens, %d forbidden strings", len(out), len(idp.Tokens())+len(shortIdp.Tokens()), len(forbidden))
 	}
 }
 
