@@ -1,6 +1,7 @@
 package hardening_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -9,7 +10,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,10 +31,10 @@ const (
 	soakWorkers      = 64
 	soakFetchTimeout = 2 * time.Second
 	// A request waits for at most two token fetches, each bounded by
-	// FetchTimeout: the first token and the one after a 401. The rest is a
-	// margin for a loaded machine; the bound holds by design, so a noisy
-	// machine cannot break it.
-	soakStallBound = 2*soakFetchTimeout + 5*time.Second
+	// FetchTimeout: the first token and the one after a 401. What a request
+	// takes beyond that is its sends, which only a hang makes long: the
+	// margin is hang detection, not a measure of speed.
+	soakStallBound = 2*soakFetchTimeout + testutil.HangTimeout
 	// Each request is sent after a random pause below soakMaxThink, so that
 	// a run lasts several token lifetimes (1-3 s) and meets every cache
 	// state: fresh, refreshing, expired, failed.
@@ -81,27 +84,53 @@ func (l *sendLog) wrap(base http.RoundTripper) http.RoundTripper {
 	})
 }
 
-// countHandler counts the transport's warnings that a 401 was returned
-// because no new token could be had, and that a newly fetched token was
-// refused too (after which 401s to that token are returned for a while).
-type countHandler struct{ notResent, refusedNew *atomic.Int64 }
-
-func (h countHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h countHandler) Handle(_ context.Context, r slog.Record) error {
-	switch {
-	case strings.Contains(r.Message, "401 not resent"):
-		h.notResent.Add(1)
-	case strings.Contains(r.Message, "newly fetched token was refused too"):
-		h.refusedNew.Add(1)
-	}
-	return nil
+// requestLogs records log records as testutil.Logs does, each with a
+// "request" attribute: the X-Request-Id of the request whose RoundTrip
+// logged it. The transport logs without the request's context, so the
+// goroutine that runs RoundTrip (http.Client.Do calls it on the caller's
+// goroutine) is what links a record to its request.
+type requestLogs struct {
+	*testutil.Logs
+	current *sync.Map // goroutine id -> request id
 }
-func (h countHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h countHandler) WithGroup(string) slog.Handler      { return h }
+
+func (h requestLogs) Handle(ctx context.Context, r slog.Record) error {
+	if id, ok := h.current.Load(goroutineID()); ok {
+		r = r.Clone()
+		r.AddAttrs(slog.String("request", id.(string)))
+	}
+	return h.Logs.Handle(ctx, r)
+}
+
+func (h requestLogs) WithAttrs(as []slog.Attr) slog.Handler {
+	return requestLogs{Logs: h.Logs.WithAttrs(as).(*testutil.Logs), current: h.current}
+}
+
+func (h requestLogs) WithGroup(string) slog.Handler { return h }
+
+// sending runs f with the records logged on this goroutine meanwhile
+// marked as id's.
+func (h requestLogs) sending(id string, f func()) {
+	g := goroutineID()
+	h.current.Store(g, id)
+	defer h.current.Delete(g)
+	f()
+}
+
+// goroutineID returns the id of the calling goroutine, from the first line
+// of its stack trace: "goroutine 42 [running]:".
+func goroutineID() uint64 {
+	var buf [64]byte
+	line := buf[:runtime.Stack(buf[:], false)]
+	line = bytes.TrimPrefix(line, []byte("goroutine "))
+	id, _ := strconv.ParseUint(string(line[:bytes.IndexByte(line, ' ')]), 10, 64)
+	return id
+}
 
 type soakResult struct {
 	id         string
-	status     int // 0: no response
+	start, end int64 // ticks of soakClock when the call began and ended
+	status     int   // 0: no response
 	err        error
 	cancelled  bool // the caller's context had ended when the call returned
 	replayable bool
@@ -112,18 +141,19 @@ type soakResult struct {
 // with an OAuth2 credential to an upstream that accepts only valid tokens,
 // while tokens live 1-3 s, the token endpoint fails 10 % of its requests,
 // tokens are revoked at random, the upstream refuses 2 % of valid tokens
-// and callers cancel at random. It then checks
-// every request against what the upstream saw.
+// and callers cancel at random. It then checks every request against what
+// the upstream saw and against the log records its RoundTrip made.
 //
 // The outcome of each request must be one of:
 //   - 200, after one send with a valid token, or after a 401 and one resend
 //     with another token that was valid (healed);
-//   - 401 returned after one resend whose new token was refused too
-//     (revoked or expired meanwhile);
-//   - 401 returned after one send because the body could not be replayed,
-//     or because no new token could be had (the transport warns of each:
-//     the counts must match), or because the token had been refused when
-//     it was new (the transport then returns 401s to it for a while);
+//   - 401 returned after one resend whose new token was refused too: a
+//     hold of that token starts ("refusal_hold"), or one has already;
+//   - 401 returned after one send, by rule 5 of the transport:
+//     the body could not be replayed (the token is dropped all the same,
+//     unless a hold keeps it); no new token could be had ("retry_skipped");
+//     the token was fetched after a refusal and refused before any
+//     acceptance (a hold starts: "refusal_hold"); or the token is held;
 //   - an error wrapping the token endpoint's answer (*credential.OAuth2Error
 //     with an injected status), with nothing sent, whether or not the
 //     caller had given up;
@@ -132,9 +162,11 @@ type soakResult struct {
 //
 // Every request the upstream saw carried a token the endpoint issued; each
 // was valid on arrival or was answered 401, and every 401 the caller got
-// back was the upstream's. Stats add up against the token
-// endpoint and the upstream, and no request took longer than two fetch
-// timeouts plus a margin.
+// back was the upstream's. Each resend logged one "retry". A token that a
+// 401 made the transport drop is not sent by any request that began after
+// that 401 was returned. Stats add up against the token endpoint and the
+// upstream, and no request waited longer than two fetch timeouts (plus hang
+// detection).
 func TestSoak(t *testing.T) {
 	n := *soakRequests
 	var refused, revoked atomic.Int64
@@ -181,17 +213,19 @@ func TestSoak(t *testing.T) {
 	upstream := &http.Transport{MaxIdleConnsPerHost: soakWorkers}
 	defer upstream.CloseIdleConnections()
 	sends := &sendLog{sends: map[string][]string{}}
-	var notResent, refusedNew atomic.Int64
+	logs, _ := testutil.NewLogs()
+	rlogs := requestLogs{Logs: logs, current: &sync.Map{}}
 	tr := transport.New(cred, "api://soak/.default", &transport.Options{
 		Base:         sends.wrap(upstream),
 		FetchTimeout: soakFetchTimeout,
-		Logger:       slog.New(countHandler{notResent: &notResent, refusedNew: &refusedNew}),
+		Logger:       slog.New(rlogs),
 	})
 	client := &http.Client{Transport: tr}
 
 	start := time.Now()
 	results := make([]soakResult, n)
-	var next atomic.Int64
+	var clock atomic.Int64 // orders the calls: a tick at each start and end
+	var next, finished atomic.Int64
 	var wg sync.WaitGroup
 	for range soakWorkers {
 		wg.Go(func() {
@@ -207,11 +241,32 @@ func TestSoak(t *testing.T) {
 						revoked.Add(1)
 					}
 				}
-				results[i] = soakOne(client, proxy.URL, fmt.Sprintf("r%05d", i))
+				id := fmt.Sprintf("r%05d", i)
+				rlogs.sending(id, func() { results[i] = soakOne(client, proxy.URL, id, &clock) })
+				finished.Add(1)
 			}
 		})
 	}
-	wg.Wait()
+	// The run lasts as long as its size makes it: only a stretch in which
+	// no request finishes is a hang.
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	for last := int64(-1); ; {
+		select {
+		case <-done:
+		case <-time.After(testutil.HangTimeout):
+			f := finished.Load()
+			if f == last {
+				t.Fatalf("no request finished in %v; %d of %d have", testutil.HangTimeout, f, n)
+			}
+			last = f
+			continue
+		}
+		break
+	}
 	elapsed := time.Since(start)
 	// A background refresh may still run; let it end before counting.
 	testutil.Eventually(t, "the last token fetch", func() bool {
@@ -233,18 +288,34 @@ func TestSoak(t *testing.T) {
 		seenBy[s.RequestID] = append(seenBy[s.RequestID], s)
 	}
 
-	// Tokens that were refused although just fetched for a resend: the
-	// transport returns further 401s to them without a fetch for a while.
-	refusedFresh := map[string]bool{}
-	for _, seen := range seenBy {
-		if len(seen) == 2 && seen[1].Status == http.StatusUnauthorized {
-			refusedFresh[seen[1].Authorization] = true
+	// What each RoundTrip logged, and the tokens that a hold covers: the
+	// last token sent by a request that started a hold.
+	logged := map[string]map[string]int{}
+	held := map[string]bool{}
+	for _, r := range logs.Records() {
+		v, ok := r.Attrs["request"]
+		if !ok {
+			continue // the cache's fetches log on goroutines of their own
+		}
+		id := v.String()
+		if logged[id] == nil {
+			logged[id] = map[string]int{}
+		}
+		logged[id][r.Event()]++
+		if r.Event() == "refusal_hold" {
+			if sent := sends.sends[id]; len(sent) > 0 {
+				held[sent[len(sent)-1]] = true
+			}
 		}
 	}
-	var ok, healed, resentStill401, unreplayable401, noToken401, maybeHeld401, cancelled, tokenErrs, fetchTimeouts, retries, lostResends int
+
+	var ok, healed, resentStill401, dropped401, keptUnreplayable401, noToken401, refusedWhenNew401, held401, cancelled, tokenErrs, fetchTimeouts, retries, lostResends int
+	// dropped maps a token that the transport dropped after a 401 to the
+	// earliest tick at which the call that dropped it had returned.
+	dropped := map[string]int64{}
 	durs := make([]time.Duration, 0, n)
 	for _, r := range results {
-		sent, seen := sends.sends[r.id], seenBy[r.id]
+		sent, seen, ev := sends.sends[r.id], seenBy[r.id], logged[r.id]
 		delete(seenBy, r.id)
 		durs = append(durs, r.dur)
 		if !r.cancelled && r.dur > soakStallBound {
@@ -268,6 +339,29 @@ func TestSoak(t *testing.T) {
 				lostResends++
 			}
 		}
+		if got, want := ev["retry"], max(len(sent)-1, 0); got != want {
+			fail("%s: %d sends, %d retry records; want %d", r.id, len(sent), got, want)
+		}
+		returned401 := r.err == nil && r.status == http.StatusUnauthorized
+		if ev["retry_skipped"] > 1 || ev["retry_skipped"] == 1 && !(returned401 && len(sent) == 1 && r.replayable) {
+			fail("%s: %d retry_skipped records, %d sends, replayable %v, status %d, err %v; want one only for a replayable request whose 401 came back after one send",
+				r.id, ev["retry_skipped"], len(sent), r.replayable, r.status, r.err)
+		}
+		if ev["refusal_hold"] > 1 || ev["refusal_hold"] == 1 && !returned401 {
+			fail("%s: %d refusal_hold records, status %d, err %v; want one only for a request whose 401 came back", r.id, ev["refusal_hold"], r.status, r.err)
+		}
+		// The token of a 401 that the transport dropped (rule 5): after a
+		// resend or a skipped one it always was; after an unreplayable
+		// 401 it was unless a hold kept it.
+		if len(seen) > 0 && seen[0].Status == http.StatusUnauthorized && len(sent) > 0 {
+			tok := sent[0]
+			if ev["retry"]+ev["retry_skipped"] > 0 || returned401 && len(sent) == 1 && !r.replayable && ev["refusal_hold"] == 0 && !held[tok] {
+				if at, ok := dropped[tok]; !ok || r.end < at {
+					dropped[tok] = r.end
+				}
+			}
+		}
+
 		last := len(seen) - 1
 		switch {
 		case r.err == nil && r.status == http.StatusOK:
@@ -277,18 +371,27 @@ func TestSoak(t *testing.T) {
 			} else if last == 1 {
 				healed++
 			}
-		case r.err == nil && r.status == http.StatusUnauthorized:
+		case returned401:
 			switch {
 			case last < 0 || seen[last].Status != http.StatusUnauthorized:
 				fail("%s: 401 returned, but the upstream did not answer 401", r.id)
 			case len(sent) == 2:
 				resentStill401++
+				if ev["refusal_hold"] == 0 && !held[sent[1]] {
+					fail("%s: its new token was refused too, but no hold covers it", r.id)
+				}
+			case !r.replayable && (ev["refusal_hold"] > 0 || held[sent[0]]):
+				keptUnreplayable401++
 			case !r.replayable:
-				unreplayable401++
-			case refusedFresh[seen[last].Authorization]:
-				maybeHeld401++ // held, or no new token after the hold
-			default:
+				dropped401++
+			case ev["retry_skipped"] == 1:
 				noToken401++
+			case ev["refusal_hold"] == 1:
+				refusedWhenNew401++
+			case held[sent[0]]:
+				held401++
+			default:
+				fail("%s: a replayable request got its 401 back after one send, with a token no hold covers and no retry_skipped record", r.id)
 			}
 		case r.err == nil:
 			fail("%s: status %d", r.id, r.status)
@@ -316,14 +419,17 @@ func TestSoak(t *testing.T) {
 	for id := range seenBy {
 		fail("the upstream saw %q, which no caller sent", id)
 	}
-	if got := notResent.Load(); got < int64(noToken401) || got > int64(noToken401+maybeHeld401) {
-		fail("%d replayable requests got their 401 back after one send (%d more with a token refused when new); the transport warned %d times that it had no new token",
-			noToken401, maybeHeld401, got)
+	// Rule 5: once a 401 has made the transport drop a token, a request
+	// that starts after it does not send that token.
+	for _, r := range results {
+		if sent := sends.sends[r.id]; len(sent) > 0 {
+			if at, ok := dropped[sent[0]]; ok && r.start > at {
+				fail("%s sent a token that a 401 had made the transport drop before it began", r.id)
+			}
+		}
 	}
-	// Resends refused at once with the same new token start one hold and
-	// one warning between them.
-	if got := refusedNew.Load(); got > int64(resentStill401) || (resentStill401 > 0 && got == 0) {
-		fail("%d resends were refused; the transport warned of %d holds", resentStill401, got)
+	if total := len(logs.Events("retry_skipped")); total != noToken401 {
+		fail("%d retry_skipped records; %d requests got their 401 back for want of a new token", total, noToken401)
 	}
 
 	st := tr.Stats()
@@ -348,8 +454,8 @@ func TestSoak(t *testing.T) {
 			fail("Stats.FetchErrors = %d with %d cut off; the endpoint refused %d", st.FetchErrors, late, refused.Load())
 		}
 	}
-	if st.Retries != int64(retries) {
-		fail("Stats.Retries = %d; the transport resent %d requests", st.Retries, retries)
+	if st.Retries != int64(retries) || st.Retries != int64(len(logs.Events("retry"))) {
+		fail("Stats.Retries = %d; the transport resent %d requests and logged %d retries", st.Retries, retries, len(logs.Events("retry")))
 	}
 
 	slices.SortFunc(results, func(a, b soakResult) int { return int(b.dur - a.dur) })
@@ -357,10 +463,10 @@ func TestSoak(t *testing.T) {
 		t.Logf("soak: slow: %s took %v: status %d, err %v, %d sends, cancelled %v", r.id, r.dur.Round(time.Millisecond), r.status, r.err, len(sends.sends[r.id]), r.cancelled)
 	}
 	slices.Sort(durs)
-	t.Logf("soak: %d requests from %d goroutines in %v: %d ok (%d healed by a resend), 401 returned: %d after a refused resend, %d unreplayable, %d without a new token, %d to a token refused when new; %d cancelled by the caller; %d token errors, %d fetch timeouts",
-		n, soakWorkers, elapsed.Round(time.Millisecond), ok, healed, resentStill401, unreplayable401, noToken401, maybeHeld401, cancelled, tokenErrs, fetchTimeouts)
-	t.Logf("soak: token endpoint: %d requests, %d issued, %d refused, %d revoked; Stats %+v; upstream: %d requests, %d rejected; resends %d (%d cut off by the caller); fetches cut off %d",
-		reqs, idp.Issued(), refused.Load(), revoked.Load(), st, proxy.Requests(), proxy.Rejected(), retries, lostResends, late)
+	t.Logf("soak: %d requests from %d goroutines in %v: %d ok (%d healed by a resend); 401 returned: %d after a refused resend, %d unreplayable (token dropped), %d unreplayable (token held), %d without a new token, %d refused when new, %d held; %d cancelled by the caller; %d token errors, %d fetch timeouts",
+		n, soakWorkers, elapsed.Round(time.Millisecond), ok, healed, resentStill401, dropped401, keptUnreplayable401, noToken401, refusedWhenNew401, held401, cancelled, tokenErrs, fetchTimeouts)
+	t.Logf("soak: token endpoint: %d requests, %d issued, %d refused, %d revoked; Stats %+v; upstream: %d requests, %d rejected; resends %d (%d cut off by the caller); holds %d; fetches cut off %d",
+		reqs, idp.Issued(), refused.Load(), revoked.Load(), st, proxy.Requests(), proxy.Rejected(), retries, lostResends, len(logs.Events("refusal_hold")), late)
 	if n > 0 {
 		t.Logf("soak: duration p50 %v, p99 %v, max %v (bound %v)",
 			durs[n/2].Round(time.Millisecond), durs[n*99/100].Round(time.Millisecond), durs[n-1].Round(time.Millisecond), soakStallBound)
@@ -379,7 +485,7 @@ func TestSoak(t *testing.T) {
 
 // soakOne sends one request with a random body kind, cancelling it now
 // and then.
-func soakOne(client *http.Client, base, id string) soakResult {
+func soakOne(client *http.Client, base, id string, clock *atomic.Int64) soakResult {
 	res := soakResult{id: id, replayable: true}
 	ctx, cancel := context.Background(), context.CancelFunc(func() {})
 	switch rand.N(100) {
@@ -403,12 +509,14 @@ func soakOne(client *http.Client, base, id string) soakResult {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Request-Id", id)
 	start := time.Now()
+	res.start = clock.Add(1)
 	resp, err := client.Do(req)
 	if err == nil {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		res.status = resp.StatusCode
 	}
+	res.end = clock.Add(1)
 	res.dur = time.Since(start)
 	res.err = err
 	res.cancelled = ctx.Err() != nil
