@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/proxyauth/proxyauth/internal/testutil"
 )
 
 // The cached path: a token in every peer's cache, a base that answers at
@@ -171,6 +173,6 @@ func runConcurrently(b *testing.B, rt http.RoundTripper, g int) {
 	}
 	b.ResetTimer()
 	close(start)
-	wg.Wait()
+	testutil.Wait(b, &wg, "the goroutines to send their requests")
 	b.StopTimer()
 }
