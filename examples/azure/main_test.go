@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/proxyauth/proxyauth/credential"
 	"github.com/proxyauth/proxyauth/internal/sandbox"
+	"github.com/proxyauth/proxyauth/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -22,12 +24,13 @@ func envFrom(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
-// unusable fails the test if the example asks it for a token: with
-// variables missing, nothing may be fetched.
-type unusable struct{ t *testing.T }
+// unusable counts the times the example asks it for a token: with
+// variables missing, nothing may be fetched. It may be called on any
+// goroutine, so the test checks the count after the run.
+type unusable struct{ calls *atomic.Int64 }
 
 func (u unusable) GetToken(context.Context, string) (credential.AccessToken, error) {
-	u.t.Error("a token was requested although variables are missing")
+	u.calls.Add(1)
 	return credential.AccessToken{}, context.Canceled
 }
 
@@ -44,8 +47,12 @@ func TestRunMissingVariables(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			if code := run(context.Background(), nil, envFrom(tt.env), unusable{t}, &stdout, &stderr); code != 2 {
+			var calls atomic.Int64
+			if code := run(context.Background(), nil, envFrom(tt.env), unusable{&calls}, &stdout, &stderr); code != 2 {
 				t.Errorf("exit status %d; want 2", code)
+			}
+			if n := calls.Load(); n != 0 {
+				t.Errorf("%d token requests; want none with variables missing", n)
 			}
 			if stdout.Len() != 0 {
 				t.Errorf("stdout %q; want nothing", stdout.String())
@@ -98,7 +105,7 @@ func TestRunAgainstSandbox(t *testing.T) {
 	if got := stdout.String(); got != "pong\n" {
 		t.Errorf("stdout %q; want %q", got, "pong\n")
 	}
-	if got, want := <-az.scopes, []string{"api://llm-proxy/.default"}; !slices.Equal(got, want) {
+	if got, want := testutil.Recv(t, az.scopes, "the credential to be asked for a token"), []string{"api://llm-proxy/.default"}; !slices.Equal(got, want) {
 		t.Errorf("scopes %q; want %q", got, want)
 	}
 	if seen := proxy.Seen(); len(seen) != 1 || !seen[0].Valid {

@@ -13,7 +13,9 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestWorkload runs the demo's workload briefly and checks what the demo
-// claims, as counts: no figure here depends on how fast the machine is.
+// claims, as counts. The workload runs in real time; each check holds
+// however slow the machine is, except that waits are told by their
+// length (see the proxyauth subtest).
 func TestWorkload(t *testing.T) {
 	cfg := Config{
 		Workers:       8,
@@ -79,8 +81,14 @@ func TestWorkload(t *testing.T) {
 		if l.TokenRequests*4 > l.Calls {
 			t.Errorf("TokenRequests = %d for %d calls; want far fewer", l.TokenRequests, l.Calls)
 		}
-		if l.WaitedRefresh != 0 {
-			t.Errorf("WaitedRefresh = %d; want 0: refreshes run in the background", l.WaitedRefresh)
+		// A refresh that callers waited for would hold up every worker
+		// that called during the token request (all of them: a call
+		// takes a fraction of the request's latency). A wait is told by
+		// its length, so a call that a loaded machine stalls in the auth
+		// layer is taken for one; a few such stalls must not fail the
+		// test, a refresh in the foreground must.
+		if l.WaitedRefresh >= int64(cfg.Workers) {
+			t.Errorf("WaitedRefresh = %d; want fewer than one per worker (%d): refreshes run in the background", l.WaitedRefresh, cfg.Workers)
 		}
 		// The revocation is healed by resends, one per 401, invisible
 		// to the SDK caller.
