@@ -300,19 +300,21 @@ func TestRevokedTokenUnreplayableBody(t *testing.T) {
 	}
 }
 
-// late401 sets up a 401 that arrives late: a slow unreplayable request
-// goes out with tok-1, the server revokes tok-1, another request heals
-// itself with tok-2, which the server accepts, and only then does the slow
-// request get its 401. It returns the transport, the credential and a
-// function that revokes a token; the server answers 401 to revoked tokens.
-func late401(t *testing.T) (*Transport, *counter, *upstream) {
+// late401 sets up a 401 that arrives late: slow, a request to /slow, goes
+// out with tok-1, the server revokes tok-1, another request heals itself
+// with tok-2, which the server accepts, then beforeLate (if not nil) runs
+// and only then does slow get its 401, which must reach the caller. It
+// returns the transport, the credential and the server, which answers 401
+// to the tokens it was told to reject.
+func late401(t *testing.T, slow *http.Request, beforeLate func(*upstream)) (*Transport, *counter, *upstream) {
 	t.Helper()
 	up := &upstream{}
 	slowArrived, releaseSlow := make(chan struct{}), make(chan struct{})
 	release := sync.OnceFunc(func() { close(releaseSlow) })
 	t.Cleanup(release)
+	var slowSeen atomic.Bool
 	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		if r.URL.Path == "/slow" {
+		if r.URL.Path == "/slow" && slowSeen.CompareAndSwap(false, true) { // not its resend
 			close(slowArrived)
 			select {
 			case <-releaseSlow:
@@ -332,17 +334,20 @@ func late401(t *testing.T) (*Transport, *counter, *upstream) {
 		status int
 		err    error
 	}
-	slow := make(chan result, 1)
+	slowDone := make(chan result, 1)
 	go func() {
-		status, _, err := send(tr, unreplayable("https://llm.example.com/slow", "slow"))
-		slow <- result{status, err}
+		status, _, err := send(tr, slow)
+		slowDone <- result{status, err}
 	}()
 	testutil.Recv(t, slowArrived, "the slow request to reach the server")
 	if status, _ := mustSend(t, tr, httpGet("https://llm.example.com/")); status != http.StatusOK {
 		t.Fatalf("request after the revocation: status %d; want 200 after a resend", status)
 	}
+	if beforeLate != nil {
+		beforeLate(up)
+	}
 	release()
-	if r := testutil.Recv(t, slow, "the slow request's 401"); r.err != nil || r.status != http.StatusUnauthorized {
+	if r := testutil.Recv(t, slowDone, "the slow request's 401"); r.err != nil || r.status != http.StatusUnauthorized {
 		t.Fatalf("slow request: %d, %v; want its 401", r.status, r.err)
 	}
 	if n := cred.calls.Load(); n != 2 {
@@ -351,22 +356,66 @@ func late401(t *testing.T) (*Transport, *counter, *upstream) {
 	return tr, cred, up
 }
 
+const slowURL = "https://llm.example.com/slow"
+
 func httpGet(url string) *http.Request {
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
 	return req
 }
 
 // A 401 for an old token that arrives after a newer token was fetched must
-// not drop the newer token (the cache's Invalidate compares).
+// drop neither the newer token (the cache's Invalidate compares) nor make
+// the newer one, already accepted, look like a new token refused: when
+// the server later revokes it, the next request is healed by one resend,
+// not held.
 func TestLate401ForOldToken(t *testing.T) {
 	t.Run("keeps the newer token", func(t *testing.T) {
-		tr, cred, up := late401(t)
+		tr, cred, up := late401(t, unreplayable(slowURL, "slow"), nil)
 		if status, _ := mustSend(t, tr, httpGet("https://llm.example.com/")); status != http.StatusOK {
 			t.Fatalf("status %d; want 200", status)
 		}
 		s := up.sends()
 		if last := s[len(s)-1].auth; last != "Bearer tok-2" || cred.calls.Load() != 2 {
 			t.Fatalf("next request carried %q after %d credential calls; want tok-2 after 2", last, cred.calls.Load())
+		}
+	})
+	t.Run("the newer token is not taken for new", func(t *testing.T) {
+		tr, cred, up := late401(t, unreplayable(slowURL, "slow"), nil)
+		up.rejectToken("tok-2")
+		if status, _ := mustSend(t, tr, httpGet("https://llm.example.com/")); status != http.StatusOK {
+			t.Fatalf("request after tok-2 was revoked: status %d; want 200 after one resend", status)
+		}
+		var auths []string
+		for _, s := range up.sends() {
+			auths = append(auths, strings.TrimPrefix(s.auth, "Bearer "))
+		}
+		// The first request, the healed one (401, resend), the slow one,
+		// and the last one (401, resend).
+		want := "[tok-1 tok-1 tok-2 tok-1 tok-2 tok-3]"
+		if fmt.Sprint(auths) != want || cred.calls.Load() != 3 {
+			t.Fatalf("tokens sent %v after %d credential calls; want %s after 3", auths, cred.calls.Load(), want)
+		}
+		if r := tr.refused.Load(); r != nil {
+			t.Fatalf("a refusal hold began (%v); want none", holdOf(r))
+		}
+	})
+	t.Run("a resend refused with the newer token drops it", func(t *testing.T) {
+		// The slow request can be resent, with tok-2, which the server
+		// revoked just before the slow 401 came back.
+		tr, cred, up := late401(t, httpGet(slowURL), func(up *upstream) { up.rejectToken("tok-2") })
+		if status, _ := mustSend(t, tr, httpGet("https://llm.example.com/")); status != http.StatusOK {
+			t.Fatalf("next request: status %d; want 200 with a new token", status)
+		}
+		var auths []string
+		for _, s := range up.sends() {
+			auths = append(auths, strings.TrimPrefix(s.auth, "Bearer "))
+		}
+		want := "[tok-1 tok-1 tok-2 tok-1 tok-2 tok-3]"
+		if fmt.Sprint(auths) != want || cred.calls.Load() != 3 {
+			t.Fatalf("tokens sent %v after %d credential calls; want %s after 3", auths, cred.calls.Load(), want)
+		}
+		if r := tr.refused.Load(); r != nil {
+			t.Fatalf("a refusal hold began (%v); want none", holdOf(r))
 		}
 	})
 }
