@@ -31,10 +31,9 @@ const (
 	// apiKey stands for a real key that an SDK was configured with. It must
 	// never reach the proxy once proxyauth is in the path.
 	apiKey = "sk-test-key-that-must-not-leave"
-	// waitBound bounds every wait for the other side of a test, so that a
-	// broken invariant fails the test instead of hanging it. It is generous
-	// because the machine is shared; nothing is asserted about durations.
-	waitBound = 10 * time.Second
+	// revokedMessage is the message of sandbox.Proxy's 401, which an SDK
+	// shows only if the 401 reached it as the proxy sent it.
+	revokedMessage = "the bearer token is missing, expired or revoked"
 )
 
 // env is one token endpoint, one proxy that trusts it, and HTTP clients
@@ -45,9 +44,18 @@ type env struct {
 	auth  *http.Client // transport.Wrap over plain
 	plain *http.Client // no proxyauth: what the SDK sends by itself
 	tr    *transport.Transport
+	// expires is when the last token fetched expires, as the transport
+	// sees it (UnixNano).
+	expires atomic.Int64
 }
 
 func newEnv(t *testing.T, idpCfg sandbox.TokenServerConfig, proxyCfg sandbox.ProxyConfig) *env {
+	t.Helper()
+	return newEnvWith(t, idpCfg, proxyCfg, nil)
+}
+
+// newEnvWith is newEnv with transport options (Base is ignored).
+func newEnvWith(t *testing.T, idpCfg sandbox.TokenServerConfig, proxyCfg sandbox.ProxyConfig, opts *transport.Options) *env {
 	t.Helper()
 	idp := sandbox.NewTokenServer(idpCfg)
 	proxy := sandbox.NewProxy(idp, proxyCfg)
@@ -60,18 +68,66 @@ func newEnv(t *testing.T, idpCfg sandbox.TokenServerConfig, proxyCfg sandbox.Pro
 		tokenBase.CloseIdleConnections()
 		apiBase.CloseIdleConnections()
 	})
-	cred, err := credential.NewOAuth2(credential.OAuth2Config{
+	oauth, err := credential.NewOAuth2(credential.OAuth2Config{
 		ClientID:     idp.ClientID(),
 		ClientSecret: idp.ClientSecret(),
 		TokenURL:     idp.URL,
-		HTTPClient:   &http.Client{Transport: tokenBase, Timeout: waitBound},
+		HTTPClient:   &http.Client{Transport: tokenBase, Timeout: testutil.HangTimeout},
 	})
 	if err != nil {
 		t.Fatalf("NewOAuth2: %v", err)
 	}
-	plain := &http.Client{Transport: apiBase}
-	auth := transport.Wrap(plain, cred, scope, nil)
-	return &env{idp: idp, proxy: proxy, auth: auth, plain: plain, tr: auth.Transport.(*transport.Transport)}
+	e := &env{idp: idp, proxy: proxy, plain: &http.Client{Transport: apiBase}}
+	cred := credential.Func(func(ctx context.Context, scope string) (credential.AccessToken, error) {
+		tok, err := oauth.GetToken(ctx, scope)
+		if err == nil {
+			e.expires.Store(tok.ExpiresOn.UnixNano())
+		}
+		return tok, err
+	})
+	e.auth = transport.Wrap(e.plain, cred, scope, opts)
+	e.tr = e.auth.Transport.(*transport.Transport)
+	return e
+}
+
+// streamedBody sends each request body on to next through an io.Pipe,
+// without GetBody, as a proxy that forwards a body or a streaming upload
+// does: the transport can send such a body only once.
+type streamedBody struct{ next http.RoundTripper }
+
+func (s streamedBody) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return s.next.RoundTrip(req)
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := io.Copy(pw, req.Body)
+		req.Body.Close()
+		pw.CloseWithError(err) // ends when the reader has all of it or is closed
+	}()
+	r := *req // a RoundTripper must not change the caller's request
+	r.Body, r.GetBody = pr, nil
+	return s.next.RoundTrip(&r)
+}
+
+// unreplayable returns an HTTP client like e.auth whose request bodies
+// cannot be replayed.
+func (e *env) unreplayable() *http.Client {
+	return &http.Client{Transport: streamedBody{e.auth.Transport}}
+}
+
+// apiError returns the status and message of an SDK's error for an error
+// answer, or 0 and "" if err is none.
+func apiError(err error) (int, string) {
+	var oe *openai.Error
+	var ge *goopenai.APIError
+	switch {
+	case errors.As(err, &oe):
+		return oe.StatusCode, oe.Message
+	case errors.As(err, &ge):
+		return ge.HTTPStatusCode, ge.Message
+	}
+	return 0, ""
 }
 
 // llm is the part of an SDK client that the tests exercise.
@@ -214,8 +270,10 @@ var ops = []op{
 	}},
 }
 
+// callCtx bounds one SDK call, so that a hang fails the test; nothing is
+// asserted about how long a call takes.
 func callCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), waitBound)
+	ctx, cancel := context.WithTimeout(t.Context(), testutil.HangTimeout)
 	t.Cleanup(cancel)
 	return ctx
 }
@@ -291,7 +349,7 @@ func TestSDKStreaming(t *testing.T) {
 						if got != i-1 {
 							held.Add(1)
 						}
-					case <-time.After(waitBound):
+					case <-time.After(testutil.HangTimeout):
 						held.Add(1)
 					case <-r.Context().Done():
 						held.Add(1)
@@ -307,7 +365,7 @@ func TestSDKStreaming(t *testing.T) {
 				}
 				select {
 				case received <- i:
-				case <-time.After(waitBound):
+				case <-time.After(testutil.HangTimeout):
 					t.Errorf("the proxy did not take the receipt of chunk %d", i)
 				}
 			})
@@ -407,21 +465,24 @@ func TestTokenRenewal(t *testing.T) {
 		lifetime time.Duration
 		// invalidate makes tok, the token of the first call, invalid.
 		invalidate func(t *testing.T, e *env, clock *testutil.Clock, tok string)
-		// resends is how many 401s the transport must heal; -1: any.
+		// resends is how many 401s the transport must heal.
 		resends int64
 	}{
 		{
-			// The transport uses the real clock: the token runs out on both
-			// sides, and the second call needs a new token before it is
-			// sent. On a slow machine the transport may still hold the
-			// token when the proxy already refuses it; then a 401 is
-			// healed instead, which checkSeen accounts for.
+			// The token runs out by the real clock, which the transport
+			// uses, while the server, on its own clock, still takes it;
+			// then the server's clock catches up. The second call must get
+			// a new token before it is sent, not after a 401. (The only
+			// real-time window: the 2 s between the credential reading the
+			// token's lifetime and the cache checking it is unexpired.)
 			name:     "expired",
 			lifetime: 2 * time.Second,
-			invalidate: func(t *testing.T, e *env, _ *testutil.Clock, tok string) {
-				testutil.Eventually(t, "the first token to expire", func() bool { return !e.idp.Valid(tok) })
+			invalidate: func(t *testing.T, e *env, clock *testutil.Clock, tok string) {
+				expires := time.Unix(0, e.expires.Load())
+				testutil.Eventually(t, "the first token to expire by the real clock", func() bool { return time.Now().After(expires) })
+				clock.Advance(time.Hour)
 			},
-			resends: -1,
+			resends: 0,
 		},
 		{
 			// The token server's clock runs ahead: it holds the token
@@ -448,13 +509,7 @@ func TestTokenRenewal(t *testing.T) {
 			t.Run(s.name+"/"+tt.name, func(t *testing.T) {
 				t.Parallel()
 				clock := testutil.NewClock()
-				cfg := sandbox.TokenServerConfig{Now: clock.Now}
-				if tt.lifetime > 0 {
-					// The transport times the token with the real clock,
-					// so the server must too for both to see it expire.
-					cfg = sandbox.TokenServerConfig{Lifetime: tt.lifetime}
-				}
-				e := newEnv(t, cfg, sandbox.ProxyConfig{})
+				e := newEnv(t, sandbox.TokenServerConfig{Now: clock.Now, Lifetime: tt.lifetime}, sandbox.ProxyConfig{})
 				c := s.client(t, e, e.auth)
 				if err := ops[0].call(callCtx(t), c); err != nil {
 					t.Fatalf("first chat: %v", err)
@@ -472,7 +527,7 @@ func TestTokenRenewal(t *testing.T) {
 					t.Error("the second call was answered with the first token")
 				}
 				st := e.tr.Stats()
-				if tt.resends >= 0 && st.Retries != tt.resends {
+				if st.Retries != tt.resends {
 					t.Errorf("Stats().Retries = %d; want %d", st.Retries, tt.resends)
 				}
 				if st.Fetches != 2 {
@@ -506,6 +561,100 @@ func TestRevokedBeforeEachOperation(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestRevokedUnreplayable checks rule 5 for requests whose body cannot be
+// resent: after a revocation the SDK gets the proxy's 401 as it was, but
+// the refused token is dropped, so that the next call, whose body cannot
+// be resent either, goes out with a new token: exactly one more fetch, no
+// resend.
+func TestRevokedUnreplayable(t *testing.T) {
+	for _, s := range sdks {
+		for _, o := range ops {
+			t.Run(s.name+"/"+o.name, func(t *testing.T) {
+				t.Parallel()
+				e := newEnv(t, sandbox.TokenServerConfig{}, sandbox.ProxyConfig{})
+				if err := ops[0].call(callCtx(t), s.client(t, e, e.auth)); err != nil {
+					t.Fatalf("first chat: %v", err)
+				}
+				first := bearer(e.proxy.Seen()[0])
+				e.idp.RevokeAll()
+
+				c := s.client(t, e, e.unreplayable())
+				err := o.call(callCtx(t), c)
+				if status, msg := apiError(err); status != http.StatusUnauthorized || msg != revokedMessage {
+					t.Fatalf("%s after the revocation: %v; want the proxy's 401 (%q)", o.name, err, revokedMessage)
+				}
+				if st := e.tr.Stats(); st.Fetches != 1 || st.Retries != 0 {
+					t.Fatalf("Stats() after the 401 = %+v; want 1 fetch, 0 retries", st)
+				}
+				if err := o.call(callCtx(t), c); err != nil {
+					t.Fatalf("next %s: %v", o.name, err)
+				}
+				if st := e.tr.Stats(); st.Fetches != 2 || st.Retries != 0 || e.idp.Issued() != 2 {
+					t.Errorf("Stats() = %+v, tokens issued %d; want 2 fetches, 0 retries, 2 tokens", st, e.idp.Issued())
+				}
+				seen := e.proxy.Seen()
+				if got, want := statuses(seen), []int{200, 401, 200}; !slices.Equal(got, want) {
+					t.Fatalf("statuses %v; want %v", got, want)
+				}
+				if last := bearer(seen[2]); last == first || !seen[2].Valid {
+					t.Error("the call after the 401 did not carry a new, valid token")
+				}
+			})
+		}
+	}
+}
+
+// holdsWithin returns how many refusal holds, of 1 s doubling to 30 s
+// (rule 5), can have ended within d of the first one's start.
+func holdsWithin(d time.Duration) int {
+	n, hold := 0, time.Second
+	for sum := hold; sum <= d; sum += hold {
+		n++
+		hold = min(2*hold, 30*time.Second)
+	}
+	return n
+}
+
+// TestServerRefusingEveryTokenUnreplayable checks that a proxy that refuses
+// every token, new ones included (here the token server revokes each token
+// as it issues it), costs calls whose bodies cannot be resent one token
+// request per refusal hold, not one per call. The transport runs on the
+// real clock: every fetched token but the first starts a hold, and no more
+// holds can have ended than fit in the time the calls took.
+func TestServerRefusingEveryTokenUnreplayable(t *testing.T) {
+	const calls = 30
+	for _, s := range sdks {
+		t.Run(s.name, func(t *testing.T) {
+			t.Parallel()
+			logs, logger := testutil.NewLogs()
+			var e *env
+			e = newEnvWith(t, sandbox.TokenServerConfig{OnEvent: func(ev sandbox.Event) {
+				if ev.Kind == "issued" {
+					e.idp.RevokeAll()
+				}
+			}}, sandbox.ProxyConfig{}, &transport.Options{Logger: logger})
+			c := s.client(t, e, e.unreplayable())
+			start := time.Now()
+			for i := range calls {
+				if status, msg := apiError(ops[0].call(callCtx(t), c)); status != http.StatusUnauthorized || msg != revokedMessage {
+					t.Fatalf("call %d: status %d %q; want the proxy's 401", i, status, msg)
+				}
+			}
+			took := time.Since(start)
+			st, holds := e.tr.Stats(), len(logs.Events("refusal_hold"))
+			if st.Fetches != int64(1+holds) {
+				t.Errorf("%d fetches, %d holds; want one fetch more than holds: every token after the first starts one", st.Fetches, holds)
+			}
+			if most := int64(2 + holdsWithin(took)); st.Fetches > most {
+				t.Errorf("%d calls in %v cost %d fetches; want at most %d, one per hold", calls, took, st.Fetches, most)
+			}
+			if st.Retries != 0 || e.proxy.Requests() != calls {
+				t.Errorf("Retries %d, proxy requests %d; want 0, %d", st.Retries, e.proxy.Requests(), calls)
+			}
+		})
 	}
 }
 

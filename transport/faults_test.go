@@ -1,15 +1,12 @@
 package transport
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,16 +23,52 @@ import (
 // the cached token, end to end (Transport, cache, credential.NewOAuth2, the
 // sandbox token endpoint and an upstream that accepts only valid tokens).
 // The cache runs on a fake clock, so that the refresh window, expiry and
-// backoff are reached without sleeping; only FetchTimeout runs on real time.
+// backoff are reached without sleeping.
+//
+// The slow faults (a stalled or trickling answer) last a minute. The
+// token request meets one with a context whose deadline the fault's
+// handler brings about once the request has reached it (stall) or once
+// the answer has begun (trickle), so that the request ends as at a
+// deadline, in the fault, however slow the machine. No real-time window
+// decides an outcome: good token requests, before and after a fault, have
+// no deadline but the cache's FetchTimeout of HangTimeout, which only a
+// hang reaches. TestFetchTimeoutOption checks that FetchTimeout itself
+// cuts off a credential.
 
-// FetchTimeout of the cells whose fault lasts until it ends the fetch, and
-// of the others. The short one must still let a good loopback token request
-// through on a loaded machine under -race: those cells fetch good tokens
-// too, before and after the fault.
-const (
-	matrixShortTimeout = 500 * time.Millisecond
-	matrixLongTimeout  = time.Minute
-)
+// deadlineCtx is a context whose deadline passes when expire is called:
+// from then on it is done and its error is context.DeadlineExceeded. It
+// carries no values, so that context.Cause, which net/http reports,
+// is its error too.
+type deadlineCtx struct {
+	done chan struct{}
+	once sync.Once
+}
+
+func newDeadlineCtx() *deadlineCtx { return &deadlineCtx{done: make(chan struct{})} }
+
+func (c *deadlineCtx) expire()                     { c.once.Do(func() { close(c.done) }) }
+func (c *deadlineCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c *deadlineCtx) Done() <-chan struct{}       { return c.done }
+func (c *deadlineCtx) Value(any) any               { return nil }
+func (c *deadlineCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
+// flushHook calls hook after each Flush of the answer.
+type flushHook struct {
+	http.ResponseWriter
+	hook func()
+}
+
+func (w flushHook) Flush() {
+	w.ResponseWriter.(http.Flusher).Flush()
+	w.hook()
+}
 
 // matrixFault is a fault of the token endpoint and how it must surface.
 type matrixFault struct {
@@ -44,12 +77,14 @@ type matrixFault struct {
 	// check checks the error of a request that has no usable token.
 	check func(t *testing.T, err error)
 	// logged is part of the cause's message, which is all that a failed
-	// background refresh shows (in the transport's warning log).
+	// background refresh shows (in the "error" attribute of the cache's
+	// "fetch_failed" warning).
 	logged string
-	// slow: the fault lasts until FetchTimeout ends the fetch. Other
-	// faults answer at once, and get a FetchTimeout they never reach even
-	// on a loaded machine.
-	slow bool
+	// expireOn is set for a slow fault, one that lasts until the token
+	// request's deadline ends it: the deadline passes when the request
+	// reaches the handler ("arrival") or when the handler first flushes
+	// its answer ("flush").
+	expireOn string
 }
 
 func wantOAuth2Error(status int, also string) func(*testing.T, error) {
@@ -102,14 +137,14 @@ func matrixFaults(t *testing.T) []matrixFault {
 				t.Fatalf("err = %v; want a *net.OpError dial error with ECONNREFUSED", err)
 			}
 		}, logged: "connection refused"},
-		{name: "stall", check: wantDeadline, logged: "deadline exceeded", slow: true},
+		{name: "stall", check: wantDeadline, logged: "deadline exceeded", expireOn: "arrival"},
 		{name: "500", check: wantOAuth2Error(500, "500 Internal Server Error"), logged: "500 Internal Server Error"},
 		{name: "503 Retry-After", check: wantOAuth2Error(503, "Retry-After: 120s"), logged: "Retry-After: 120s"},
 		{name: "429", check: wantOAuth2Error(429, "slow_down"), logged: "429 Too Many Requests"},
 		{name: "html", check: wantMalformed("text/html"), logged: "text/html"},
 		{name: "truncated JSON", check: wantMalformed("invalid JSON"), logged: "invalid JSON"},
 		{name: "10 MB", check: wantMalformed("more than 1048576 bytes"), logged: "more than 1048576 bytes"},
-		{name: "trickle", check: wantDeadline, logged: "deadline exceeded", slow: true},
+		{name: "trickle", check: wantDeadline, logged: "deadline exceeded", expireOn: "flush"},
 	}
 	for i, f := range faults[1:] {
 		h, ok := byName[f.name]
@@ -124,48 +159,25 @@ func matrixFaults(t *testing.T) []matrixFault {
 	return faults
 }
 
-// logRecorder keeps every record a slog.Logger gets, as text.
-type logRecorder struct {
-	mu   sync.Mutex
-	recs []string
-}
-
-func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s", r.Level, r.Message)
-	r.Attrs(func(a slog.Attr) bool {
-		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value.Resolve())
-		return true
-	})
-	l.mu.Lock()
-	l.recs = append(l.recs, b.String())
-	l.mu.Unlock()
-	return nil
-}
-func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return l }
-func (l *logRecorder) WithGroup(string) slog.Handler      { return l }
-
-func (l *logRecorder) records() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.recs...)
-}
-
 // matrixEnv is one cell's world.
 type matrixEnv struct {
-	clk      *testutil.Clock
-	idp      *sandbox.TokenServer
-	proxy    *sandbox.Proxy
-	tr       *Transport
-	logs     *logRecorder
-	refuse   atomic.Bool  // token connections go to a closed port
-	dials    atomic.Int64 // token connections attempted: one per token request
-	inFlight atomic.Int64 // credential calls that have not returned
+	clk    *testutil.Clock
+	idp    *sandbox.TokenServer
+	proxy  *sandbox.Proxy
+	tr     *Transport
+	logs   *testutil.Logs
+	refuse atomic.Bool // token connections go to a closed port
+	// While slow, a slow fault is on, and slowReq is the context of the
+	// token request in flight, which the fault's handler expires.
+	slow    atomic.Bool
+	slowReq atomic.Pointer[deadlineCtx]
+	dials   atomic.Int64 // token connections attempted: one per token request
 }
 
-func newMatrixEnv(t *testing.T, fetchTimeout time.Duration) *matrixEnv {
-	e := &matrixEnv{clk: testutil.NewClock(), logs: &logRecorder{}}
+func newMatrixEnv(t *testing.T) *matrixEnv {
+	e := &matrixEnv{clk: testutil.NewClock()}
+	logs, logger := testutil.NewLogs()
+	e.logs = logs
 	e.idp = sandbox.NewTokenServer(sandbox.TokenServerConfig{ClientSecret: "matrix-secret", Now: e.clk.Now})
 	t.Cleanup(e.idp.Close)
 	e.proxy = sandbox.NewProxy(e.idp, sandbox.ProxyConfig{})
@@ -199,8 +211,14 @@ func newMatrixEnv(t *testing.T, fetchTimeout time.Duration) *matrixEnv {
 	// OAuth2 dates a token by the real clock; move its expiry onto the fake
 	// clock the cache and the token server run on.
 	cred := credential.Func(func(ctx context.Context, scope string) (credential.AccessToken, error) {
-		e.inFlight.Add(1)
-		defer e.inFlight.Add(-1)
+		if e.slow.Load() {
+			// Token requests go one at a time (the cache's singleflight).
+			dc := newDeadlineCtx()
+			stop := context.AfterFunc(ctx, dc.expire) // the cache's own bound
+			defer stop()
+			e.slowReq.Store(dc)
+			ctx = dc
+		}
 		tok, err := oauth.GetToken(ctx, scope)
 		if err == nil {
 			tok.ExpiresOn = tok.ExpiresOn.Add(time.Until(e.clk.Now()))
@@ -211,8 +229,8 @@ func newMatrixEnv(t *testing.T, fetchTimeout time.Duration) *matrixEnv {
 	t.Cleanup(upstream.CloseIdleConnections)
 	e.tr = newTransport(cred, "api://matrix/.default", &Options{
 		Base:         upstream,
-		FetchTimeout: fetchTimeout,
-		Logger:       slog.New(e.logs),
+		FetchTimeout: testutil.HangTimeout,
+		Logger:       logger,
 	}, e.clk.Now)
 	return e
 }
@@ -221,31 +239,61 @@ func (e *matrixEnv) setFault(f *matrixFault) {
 	switch {
 	case f == nil:
 		e.refuse.Store(false)
+		e.slow.Store(false)
 		e.idp.SetFault(nil)
 	case f.handler == nil:
 		e.refuse.Store(true)
-	default:
+	case f.expireOn == "":
 		e.idp.SetFault(f.handler)
+	default:
+		e.slow.Store(true)
+		e.idp.SetFault(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			expire := func() {
+				if dc := e.slowReq.Load(); dc != nil {
+					dc.expire()
+				}
+			}
+			// The form is read first: the server notices that the
+			// client has gone, and ends the fault, only after that.
+			_ = r.ParseForm()
+			if f.expireOn == "arrival" {
+				expire()
+			} else {
+				w = flushHook{w, expire}
+			}
+			f.handler.ServeHTTP(w, r)
+		}))
 	}
 }
 
-// advance moves the fake clock by d, once the credential call that
-// FetchTimeout cut off has returned and the cache has seen it return.
-//
-// The cache refuses to start a call while calls it gave up on have not
-// returned (ErrCredentialStuck), and that is no fault of the token
-// endpoint. OAuth2 returns as soon as its context ends, and a real backoff
-// lasts far longer than that; the fake clock skips the backoff in no real
-// time, so the test waits for the cache's own goroutines of the fetch to
-// end, which is where the cache notes the return.
-func (e *matrixEnv) advance(t *testing.T, d time.Duration) {
+// refreshStarts returns how many background refreshes the cache started.
+func (e *matrixEnv) refreshStarts() int { return len(e.logs.Events("refresh_started")) }
+
+// startRefresh sends requests in the refresh window until one of them
+// starts a background refresh, and checks that each carried old. A refresh
+// starts on the first request after a backoff, unless the last one is
+// still winding down in the cache (it marks itself done just after its
+// callers have its result); the requests in between cost no token request.
+func (e *matrixEnv) startRefresh(t *testing.T, old string) {
 	t.Helper()
-	testutil.Eventually(t, "the credential call to return", func() bool { return e.inFlight.Load() == 0 })
-	testutil.Eventually(t, "the cache's fetch goroutines to end", func() bool {
-		buf := make([]byte, 1<<20)
-		return !bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("tokencache.(*Cache).doFetch"))
+	before := e.refreshStarts()
+	testutil.Eventually(t, "a request to start a background refresh", func() bool {
+		if tok := e.mustDo(t); tok != old {
+			t.Fatal("a request in the refresh window did not carry the old token")
+		}
+		return e.refreshStarts() > before
 	})
-	e.clk.Advance(d)
+}
+
+// failedWith reports whether the cache logged a failed fetch whose error
+// says cause: the only trace a failed background refresh leaves.
+func (e *matrixEnv) failedWith(cause string) bool {
+	for _, r := range e.logs.Events("fetch_failed") {
+		if r.Level == slog.LevelWarn && strings.Contains(r.Attrs["error"].String(), cause) {
+			return true
+		}
+	}
+	return false
 }
 
 // do sends one request upstream and returns the token it carried.
@@ -303,11 +351,7 @@ func TestFaultMatrix(t *testing.T) {
 	for _, f := range matrixFaults(t) {
 		for _, state := range []string{"none yet", "refresh window", "expired"} {
 			t.Run(f.name+"/"+state, func(t *testing.T) {
-				timeout := matrixLongTimeout
-				if f.slow {
-					timeout = matrixShortTimeout
-				}
-				e := newMatrixEnv(t, timeout)
+				e := newMatrixEnv(t)
 				var old string
 				if state != "none yet" {
 					old = e.mustDo(t)
@@ -350,19 +394,7 @@ func TestFaultMatrix(t *testing.T) {
 
 // faultWithoutToken: no usable token while the fault lasts.
 func faultWithoutToken(t *testing.T, e *matrixEnv, f *matrixFault, start counts, burst int) {
-	errs := make([]error, burst)
-	var wg sync.WaitGroup
-	for i := range errs {
-		wg.Go(func() {
-			req, _ := http.NewRequest(http.MethodGet, e.proxy.URL+"/models", nil)
-			resp, err := e.tr.RoundTrip(req)
-			if resp != nil {
-				resp.Body.Close()
-			}
-			errs[i] = err
-		})
-	}
-	wg.Wait()
+	_, errs := concurrently(t, burst, e.tr, func() *http.Request { return httpGet(e.proxy.URL + "/models") })
 	for _, err := range errs {
 		f.check(t, err)
 	}
@@ -370,7 +402,7 @@ func faultWithoutToken(t *testing.T, e *matrixEnv, f *matrixFault, start counts,
 		t.Fatalf("%d requests within one backoff: %+v; want one fetch, failed, one token request", burst, c)
 	}
 
-	e.advance(t, time.Second) // the first backoff
+	e.clk.Advance(time.Second) // the first backoff
 	_, err := e.do(t)
 	f.check(t, err)
 	if c := e.counts(start); c != (counts{2, 2, 2}) {
@@ -378,7 +410,7 @@ func faultWithoutToken(t *testing.T, e *matrixEnv, f *matrixFault, start counts,
 	}
 
 	e.setFault(nil)
-	e.advance(t, 2*time.Second) // the second backoff
+	e.clk.Advance(2 * time.Second) // the second backoff
 	e.mustDo(t)
 	if c := e.counts(start); c != (counts{3, 2, 3}) {
 		t.Fatalf("after the fault: %+v; want 3 fetches, 2 failed, 3 token requests", c)
@@ -387,22 +419,15 @@ func faultWithoutToken(t *testing.T, e *matrixEnv, f *matrixFault, start counts,
 
 // faultInRefreshWindow: the old token is still usable while the fault lasts.
 func faultInRefreshWindow(t *testing.T, e *matrixEnv, f *matrixFault, old string, start counts, burst int) {
+	e.startRefresh(t, old)
 	for range burst {
 		if tok := e.mustDo(t); tok != old {
 			t.Fatal("a request in the refresh window did not carry the old token")
 		}
 	}
 	// The warning is logged just after the failure is counted.
-	warned := func() bool {
-		for _, r := range e.logs.records() {
-			if strings.HasPrefix(r, "WARN proxyauth: token fetch failed") && strings.Contains(r, f.logged) {
-				return true
-			}
-		}
-		return false
-	}
 	testutil.Eventually(t, "the failed background refresh and its warning", func() bool {
-		return e.counts(start).fetchErrors == 1 && warned()
+		return e.counts(start).fetchErrors == 1 && e.failedWith(f.logged)
 	})
 	for range burst {
 		if tok := e.mustDo(t); tok != old {
@@ -413,18 +438,16 @@ func faultInRefreshWindow(t *testing.T, e *matrixEnv, f *matrixFault, old string
 		t.Fatalf("%d requests within one backoff: %+v; want one fetch, failed, one token request", 2*burst, c)
 	}
 
-	e.advance(t, time.Second)
-	if tok := e.mustDo(t); tok != old {
-		t.Fatal("a request after one backoff did not carry the old token")
-	}
+	e.clk.Advance(time.Second)
+	e.startRefresh(t, old)
 	testutil.Eventually(t, "the second failed refresh", func() bool { return e.counts(start).fetchErrors == 2 })
 	if c := e.counts(start); c != (counts{2, 2, 2}) {
 		t.Fatalf("after one backoff: %+v; want 2 fetches, 2 failed, 2 token requests", c)
 	}
 
 	e.setFault(nil)
-	e.advance(t, 2*time.Second)
-	e.mustDo(t) // starts the refresh that succeeds
+	e.clk.Advance(2 * time.Second)
+	e.startRefresh(t, old) // the refresh that succeeds
 	testutil.Eventually(t, "the new token", func() bool {
 		tok, err := e.tr.Token(context.Background())
 		return err == nil && tok.Token != old

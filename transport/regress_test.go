@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/proxyauth/proxyauth/credential"
+	"github.com/proxyauth/proxyauth/internal/testutil"
 )
 
 // Regression tests for bugs that the fuzz targets in fuzz_test.go found.
@@ -97,5 +98,5 @@ func TestPrintTransportWhileInUse(t *testing.T) {
 		}
 	}
 	close(stop)
-	wg.Wait()
+	testutil.Wait(t, &wg, "the requests running beside the printing to stop")
 }

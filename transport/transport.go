@@ -114,11 +114,15 @@ type Transport struct {
 	disableRetry bool
 	retries      atomic.Int64
 	refused      atomic.Pointer[refusal]
-	// refusedSeq is the Seq of the newest token a 401 invalidated, until
-	// the server accepts a newer one; 0 when none is pending. A token
-	// newer than it that is refused before it was ever accepted was
-	// refused although new.
-	refusedSeq atomic.Uint64
+	// refusedSeq is the Seq of the newest token a 401 invalidated, and
+	// acceptedSeq that of the newest token the server accepted (0: none).
+	// A token newer than refusedSeq that is refused while no token newer
+	// than refusedSeq was ever accepted was refused although new. Both
+	// only grow: a 401 for an old token that arrives after a newer one
+	// was accepted starts no episode, so the newer one, once revoked, is
+	// dropped and replaced rather than held.
+	refusedSeq  atomic.Uint64
+	acceptedSeq atomic.Uint64
 }
 
 // refusal remembers a token that the server refused although it had just
@@ -297,7 +301,7 @@ func (t *Transport) retry(req *http.Request, resp *http.Response, used *tokencac
 			return resp, nil
 		}
 		// The hold is over: try another token.
-	} else if rs := t.refusedSeq.Load(); rs != 0 && used.Seq() > rs {
+	} else if t.refusedNew(used) {
 		t.refuse(used, req.URL.Host)
 		return resp, nil
 	}
@@ -337,12 +341,26 @@ func (t *Transport) retry(req *http.Request, resp *http.Response, used *tokencac
 		t.accepted(e)
 		return resp, nil
 	}
-	t.refuse(e, req.URL.Host)
+	if t.refusedNew(e) {
+		t.refuse(e, req.URL.Host)
+	} else {
+		// e was accepted before and has been revoked since: the next
+		// request gets a new token, as after any other 401.
+		t.markRefused(e)
+		t.cache.Invalidate(e.Token.Token)
+	}
 	return resp, nil
 }
 
+// refusedNew reports whether e, which the server just refused, was
+// fetched after a refusal that no acceptance of a newer token has ended.
+func (t *Transport) refusedNew(e *tokencache.Entry) bool {
+	rs := t.refusedSeq.Load()
+	return rs != 0 && e.Seq() > rs && t.acceptedSeq.Load() <= rs
+}
+
 // markRefused records that the server refused used: a token fetched after
-// it is new until the server accepts one.
+// it is new until the server accepts a token newer than used.
 func (t *Transport) markRefused(used *tokencache.Entry) {
 	for {
 		rs := t.refusedSeq.Load()
@@ -359,8 +377,11 @@ func (t *Transport) accepted(e *tokencache.Entry) {
 	if r := t.refused.Load(); r != nil && (r.header == e.Header || !t.now().Before(r.until)) {
 		t.refused.CompareAndSwap(r, nil)
 	}
-	if rs := t.refusedSeq.Load(); rs != 0 && e.Seq() > rs {
-		t.refusedSeq.CompareAndSwap(rs, 0)
+	for {
+		as := t.acceptedSeq.Load()
+		if e.Seq() <= as || t.acceptedSeq.CompareAndSwap(as, e.Seq()) {
+			return
+		}
 	}
 }
 

@@ -2,7 +2,6 @@ package transport
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jarcoal/httpmock"
 
 	"github.com/proxyauth/proxyauth/credential"
 	"github.com/proxyauth/proxyauth/internal/testutil"
@@ -77,6 +78,15 @@ type counter struct {
 	gate  chan struct{} // if not nil, each call waits for it to close
 }
 
+// gated returns a counter whose calls wait until open is called. open is
+// also called when t ends, so that a failed test leaves no call waiting.
+func gated(t *testing.T) (c *counter, open func()) {
+	c = &counter{gate: make(chan struct{})}
+	open = sync.OnceFunc(func() { close(c.gate) })
+	t.Cleanup(open)
+	return c, open
+}
+
 func (c *counter) GetToken(ctx context.Context, _ string) (credential.AccessToken, error) {
 	n := c.calls.Add(1)
 	if c.gate != nil {
@@ -97,44 +107,45 @@ type recordingBody struct {
 
 func (b *recordingBody) Close() error { b.closed.Add(1); return nil }
 
-func get(t *testing.T, rt http.RoundTripper, u string) *http.Response {
+// get sends a GET to u through rt from the test's goroutine.
+func get(t *testing.T, rt http.RoundTripper, u string) {
 	t.Helper()
-	req := httptest.NewRequest(http.MethodGet, u, nil)
-	req.RequestURI = ""
-	resp, err := rt.RoundTrip(req)
-	if err != nil {
-		t.Fatalf("RoundTrip(%s): %v", u, err)
-	}
-	resp.Body.Close()
-	return resp
+	mustSend(t, rt, httpGet(u))
 }
 
 // 1. 1000 goroutines through a cold transport cause one credential call and
-// all carry the same token.
+// all carry the same token. The credential does not answer until every
+// goroutine has started, so most of them wait for the one fetch.
 func TestColdStartOneFetch(t *testing.T) {
-	cred := &counter{gate: make(chan struct{})}
-	up := &upstream{}
-	tr := New(cred, "api://proxy/.default", &Options{Base: up})
+	const n = 1000
+	const url = "https://llm.example.com/v1/models"
+	cred, open := gated(t)
+	mt := httpmock.NewMockTransport()
+	mt.RegisterMatcherResponder(http.MethodGet, url, byToken("tok-1"), httpmock.NewStringResponder(http.StatusOK, "ok"))
+	tr := New(cred, "api://proxy/.default", &Options{Base: mt})
 
+	var started atomic.Int64
+	statuses, errs := make([]int, n), make([]error, n)
 	var wg sync.WaitGroup
-	for range 1000 {
-		wg.Go(func() { get(t, tr, "https://llm.example.com/v1/models") })
+	for i := range n {
+		wg.Go(func() {
+			started.Add(1)
+			statuses[i], _, errs[i] = send(tr, httpGet(url))
+		})
 	}
-	testutil.Eventually(t, "the first fetch to start", func() bool { return cred.calls.Load() > 0 })
-	close(cred.gate)
-	wg.Wait()
+	testutil.Eventually(t, "every request to start and the first fetch to begin", func() bool {
+		return started.Load() == n && cred.calls.Load() > 0
+	})
+	open()
+	testutil.Wait(t, &wg, "1000 requests to end")
 
-	if n := cred.calls.Load(); n != 1 {
-		t.Fatalf("credential calls = %d; want 1", n)
-	}
-	s := up.sends()
-	if len(s) != 1000 {
-		t.Fatalf("upstream got %d requests; want 1000", len(s))
-	}
-	for _, r := range s {
-		if r.auth != "Bearer tok-1" {
-			t.Fatalf("Authorization = %q; want Bearer tok-1", r.auth)
+	for i := range n {
+		if errs[i] != nil || statuses[i] != http.StatusOK {
+			t.Fatalf("request %d: %d, %v; want 200 with tok-1", i, statuses[i], errs[i])
 		}
+	}
+	if c, s := cred.calls.Load(), sendsOf(mt, http.MethodGet, url, "tok-1"); c != 1 || s != n {
+		t.Fatalf("credential calls %d, sends with tok-1 %d; want 1, %d", c, s, n)
 	}
 	if st := tr.Stats(); st != (Stats{Fetches: 1}) {
 		t.Fatalf("Stats = %+v; want {Fetches:1}", st)
@@ -146,13 +157,19 @@ func TestColdStartOneFetch(t *testing.T) {
 // it carries the new token.
 func TestRefreshWindowThroughTransport(t *testing.T) {
 	clk := testutil.NewClock()
-	entered, release := make(chan struct{}), make(chan struct{})
+	entered, releaseCh := make(chan struct{}), make(chan struct{})
+	release := sync.OnceFunc(func() { close(releaseCh) })
+	t.Cleanup(release)
 	var calls atomic.Int64
 	cred := credential.Func(func(ctx context.Context, _ string) (credential.AccessToken, error) {
 		n := calls.Add(1)
 		if n == 2 {
 			close(entered)
-			<-release
+			select {
+			case <-releaseCh:
+			case <-ctx.Done():
+				return credential.AccessToken{}, ctx.Err()
+			}
 		}
 		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(10 * time.Minute)}, nil
 	})
@@ -162,9 +179,9 @@ func TestRefreshWindowThroughTransport(t *testing.T) {
 	clk.Advance(6 * time.Minute) // refresh point: 10 min - 5 min
 
 	get(t, tr, "https://llm.example.com/")
-	<-entered
+	testutil.Recv(t, entered, "the background refresh to call the credential")
 	get(t, tr, "https://llm.example.com/")
-	close(release)
+	release()
 	testutil.Eventually(t, "the new token", func() bool {
 		tok, err := tr.Token(context.Background())
 		return err == nil && tok.Token == "tok-2"
@@ -209,15 +226,7 @@ func TestFailuresThroughTransport(t *testing.T) {
 	}
 
 	clk.Advance(10 * time.Minute) // the token is unusable now
-	var wg sync.WaitGroup
-	errs := make([]error, 1000)
-	for i := range errs {
-		wg.Go(func() {
-			req, _ := http.NewRequest(http.MethodGet, "https://llm.example.com/", nil)
-			_, errs[i] = tr.RoundTrip(req)
-		})
-	}
-	wg.Wait()
+	_, errs := concurrently(t, 1000, tr, func() *http.Request { return httpGet("https://llm.example.com/") })
 	if n := calls.Load(); n != 3 {
 		t.Fatalf("credential calls = %d; want 3", n)
 	}
@@ -231,185 +240,6 @@ func TestFailuresThroughTransport(t *testing.T) {
 	}
 	if st := tr.Stats(); st.Fetches != 3 || st.FetchErrors != 2 {
 		t.Fatalf("Stats = %+v; want 3 fetches, 2 errors", st)
-	}
-}
-
-// 6. A 401 is healed by exactly one resend with the identical body and a new
-// token; a second 401 goes back to the caller.
-func TestRetryOn401(t *testing.T) {
-	payload := `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`
-	bodies := []struct {
-		name string
-		make func() (*http.Request, error)
-	}{
-		{"bytes.Reader", func() (*http.Request, error) {
-			return http.NewRequest(http.MethodPost, "https://llm.example.com/v1/chat/completions", bytes.NewReader([]byte(payload)))
-		}},
-		{"strings.Reader", func() (*http.Request, error) {
-			return http.NewRequest(http.MethodPost, "https://llm.example.com/v1/chat/completions", strings.NewReader(payload))
-		}},
-		{"explicit GetBody", func() (*http.Request, error) {
-			req, err := http.NewRequest(http.MethodPost, "https://llm.example.com/v1/chat/completions", nil)
-			if err != nil {
-				return nil, err
-			}
-			req.Body = io.NopCloser(bufio.NewReader(strings.NewReader(payload)))
-			req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(payload)), nil }
-			return req, nil
-		}},
-		{"no body", func() (*http.Request, error) {
-			return http.NewRequest(http.MethodGet, "https://llm.example.com/v1/models", nil)
-		}},
-		{"http.NoBody", func() (*http.Request, error) {
-			return http.NewRequest(http.MethodPost, "https://llm.example.com/v1/models", http.NoBody)
-		}},
-	}
-	for _, b := range bodies {
-		t.Run(b.name, func(t *testing.T) {
-			up := &upstream{}
-			up.rejectToken("tok-1")
-			cred := &counter{}
-			var drained, closed atomic.Int64
-			base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
-				resp, err := up.RoundTrip(r)
-				if resp.StatusCode == http.StatusUnauthorized {
-					big := strings.NewReader(strings.Repeat("x", 1<<20))
-					resp.Body = &countingBody{r: big, read: &drained, closed: &closed}
-				}
-				return resp, err
-			})
-			tr := New(cred, "s", &Options{Base: base})
-			req, err := b.make()
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp, err := tr.RoundTrip(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				t.Fatalf("status = %d; want 200", resp.StatusCode)
-			}
-			s := up.sends()
-			if len(s) != 2 || s[0].auth != "Bearer tok-1" || s[1].auth != "Bearer tok-2" {
-				t.Fatalf("sends = %d, want 2: the first with tok-1, the resend with tok-2", len(s))
-			}
-			wantBody := payload
-			if req.Body == nil || req.Body == http.NoBody {
-				wantBody = ""
-			}
-			if s[0].body != wantBody || s[1].body != wantBody {
-				t.Fatalf("bodies = %q, %q; want %q twice", s[0].body, s[1].body, wantBody)
-			}
-			if closed.Load() != 1 || drained.Load() == 0 || drained.Load() > maxDrain {
-				t.Fatalf("401 body: closed %d times, drained %d bytes; want closed once after at most %d bytes", closed.Load(), drained.Load(), maxDrain)
-			}
-			if st := tr.Stats(); st.Retries != 1 || st.Fetches != 2 {
-				t.Fatalf("Stats = %+v; want 1 retry, 2 fetches", st)
-			}
-
-			// Every token rejected: one resend, then the 401 as it is.
-			up.rejectToken("tok-2")
-			up.rejectToken("tok-3")
-			req, _ = b.make()
-			resp, err = tr.RoundTrip(req)
-			if err != nil || resp.StatusCode != http.StatusUnauthorized {
-				t.Fatalf("second 401: got %v, %v; want the 401 with err == nil", resp, err)
-			}
-			resp.Body.Close()
-			if n := len(up.sends()); n != 4 {
-				t.Fatalf("upstream got %d requests; want 4 (never a loop)", n)
-			}
-		})
-	}
-}
-
-type countingBody struct {
-	r            io.Reader
-	read, closed *atomic.Int64
-}
-
-func (b *countingBody) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	b.read.Add(int64(n))
-	return n, err
-}
-
-func (b *countingBody) Close() error { b.closed.Add(1); return nil }
-
-// 7. A body that cannot be replayed is never resent; DisableRetry turns
-// resending off.
-func TestNoRetry(t *testing.T) {
-	tests := []struct {
-		name string
-		opts Options
-		req  func() *http.Request
-	}{
-		{"body without GetBody", Options{}, func() *http.Request {
-			req, _ := http.NewRequest(http.MethodPost, "https://llm.example.com/", io.NopCloser(strings.NewReader("once")))
-			return req
-		}},
-		{"DisableRetry", Options{DisableRetry: true}, func() *http.Request {
-			req, _ := http.NewRequest(http.MethodPost, "https://llm.example.com/", strings.NewReader("twice"))
-			return req
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			up := &upstream{}
-			up.rejectToken("tok-1")
-			cred := &counter{}
-			tt.opts.Base = up
-			tr := New(cred, "s", &tt.opts)
-			req := tt.req()
-			resp, err := tr.RoundTrip(req)
-			if err != nil || resp.StatusCode != http.StatusUnauthorized {
-				t.Fatalf("got %v, %v; want the 401", resp, err)
-			}
-			if b, _ := io.ReadAll(resp.Body); string(b) != "ok" {
-				t.Fatalf("401 body = %q; want it untouched", b)
-			}
-			resp.Body.Close()
-			if n := len(up.sends()); n != 1 {
-				t.Fatalf("upstream got %d requests; want 1", n)
-			}
-			if st := tr.Stats(); st.Retries != 0 || st.Fetches != 1 {
-				t.Fatalf("Stats = %+v; want no retry, one fetch", st)
-			}
-		})
-	}
-}
-
-// 8. 500 concurrent requests rejected with the same token cost at most one
-// more credential call and all end 200.
-func TestConcurrent401(t *testing.T) {
-	up := &upstream{}
-	cred := &counter{}
-	tr := New(cred, "s", &Options{Base: up})
-	get(t, tr, "https://llm.example.com/") // tok-1 cached
-	up.rejectToken("tok-1")
-
-	var wg sync.WaitGroup
-	var ok atomic.Int64
-	for range 500 {
-		wg.Go(func() {
-			req, _ := http.NewRequest(http.MethodPost, "https://llm.example.com/", strings.NewReader("{}"))
-			resp, err := tr.RoundTrip(req)
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					ok.Add(1)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if n := ok.Load(); n != 500 {
-		t.Fatalf("%d of 500 requests ended 200", n)
-	}
-	if n := cred.calls.Load(); n > 2 {
-		t.Fatalf("credential calls = %d; want at most 2", n)
 	}
 }
 
@@ -434,27 +264,29 @@ func TestRedirects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.chain, " "), func(t *testing.T) {
-			next := map[string]string{"https://llm.example.com/v1": tt.chain[0]}
-			for i := 1; i < len(tt.chain); i++ {
-				next[tt.chain[i-1]] = tt.chain[i]
+			mt := httpmock.NewMockTransport()
+			from := "https://llm.example.com/v1"
+			for _, to := range tt.chain {
+				mt.RegisterResponder(http.MethodGet, from,
+					httpmock.NewStringResponder(http.StatusTemporaryRedirect, "").HeaderSet(http.Header{"Location": {to}}))
+				from = to
 			}
-			var final string
-			base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
-				if to, ok := next[r.URL.String()]; ok && r.URL.String() != tt.chain[len(tt.chain)-1] {
-					h := http.Header{"Location": {to}}
-					return &http.Response{StatusCode: http.StatusTemporaryRedirect, Header: h, Body: http.NoBody, Request: r}, nil
-				}
-				final = r.Header.Get("Authorization")
-				return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
-			})
-			client := Wrap(&http.Client{Transport: base}, credential.Static("secret-token"), "s", nil)
+			last := tt.chain[len(tt.chain)-1]
+			mt.RegisterMatcherResponder(http.MethodGet, last,
+				httpmock.HeaderIs("Authorization", "Bearer secret-token").WithName("token"), httpmock.NewStringResponder(http.StatusOK, "token"))
+			mt.RegisterMatcherResponder(http.MethodGet, last,
+				httpmock.NewMatcher("none", func(r *http.Request) bool { return len(r.Header.Values("Authorization")) == 0 }),
+				httpmock.NewStringResponder(http.StatusOK, "none"))
+			client := Wrap(&http.Client{Transport: mt}, credential.Static("secret-token"), "s", nil)
 			resp, err := client.Get("https://llm.example.com/v1")
 			if err != nil {
 				t.Fatal(err)
 			}
+			got, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if got := final != ""; got != tt.wantAuth {
-				t.Fatalf("Authorization on the last hop: %q; want present=%v", final, tt.wantAuth)
+			want := map[bool]string{true: "token", false: "none"}[tt.wantAuth]
+			if string(got) != want || mt.GetTotalCallCount() != len(tt.chain)+1 {
+				t.Fatalf("last hop carried %s after %d sends; want %s after %d", got, mt.GetTotalCallCount(), want, len(tt.chain)+1)
 			}
 		})
 	}
@@ -463,16 +295,13 @@ func TestRedirects(t *testing.T) {
 // A redirect from https to plain http on the same host would carry the
 // token in clear text: refused.
 func TestRedirectToPlainHTTPRefused(t *testing.T) {
-	var calls atomic.Int64
-	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		calls.Add(1)
-		h := http.Header{"Location": {"http://llm.example.com/v2"}}
-		return &http.Response{StatusCode: http.StatusFound, Header: h, Body: http.NoBody, Request: r}, nil
-	})
-	client := Wrap(&http.Client{Transport: base}, credential.Static("t"), "s", nil)
+	mt := httpmock.NewMockTransport()
+	mt.RegisterResponder(http.MethodGet, "https://llm.example.com/v1",
+		httpmock.NewStringResponder(http.StatusFound, "").HeaderSet(http.Header{"Location": {"http://llm.example.com/v2"}}))
+	client := Wrap(&http.Client{Transport: mt}, credential.Static("t"), "s", nil)
 	_, err := client.Get("https://llm.example.com/v1")
-	if !errors.Is(err, ErrInsecureHTTP) || calls.Load() != 1 {
-		t.Fatalf("err = %v after %d sends; want ErrInsecureHTTP after 1", err, calls.Load())
+	if n := mt.GetTotalCallCount(); !errors.Is(err, ErrInsecureHTTP) || n != 1 {
+		t.Fatalf("err = %v after %d sends; want ErrInsecureHTTP after 1", err, n)
 	}
 }
 
@@ -576,15 +405,15 @@ func TestPlainHTTP(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s allow=%v", tt.url, tt.allowHTTP), func(t *testing.T) {
-			up := &upstream{}
-			tr := New(credential.Static("t"), "s", &Options{Base: up, AllowHTTP: tt.allowHTTP})
-			req, _ := http.NewRequest(http.MethodGet, tt.url, nil)
-			resp, err := tr.RoundTrip(req)
+			mt := httpmock.NewMockTransport()
+			mt.RegisterResponder(http.MethodGet, tt.url, httpmock.NewStringResponder(http.StatusOK, "ok"))
+			tr := New(credential.Static("t"), "s", &Options{Base: mt, AllowHTTP: tt.allowHTTP})
+			resp, err := tr.RoundTrip(httpGet(tt.url))
 			if tt.wantErr {
 				if !errors.Is(err, ErrInsecureHTTP) || resp != nil {
 					t.Fatalf("got %v, %v; want ErrInsecureHTTP", resp, err)
 				}
-				if n := len(up.sends()); n != 0 {
+				if n := mt.GetTotalCallCount(); n != 0 {
 					t.Fatalf("base called %d times; want 0", n)
 				}
 				return
@@ -593,6 +422,9 @@ func TestPlainHTTP(t *testing.T) {
 				t.Fatal(err)
 			}
 			resp.Body.Close()
+			if n := mt.GetTotalCallCount(); n != 1 {
+				t.Fatalf("base called %d times; want 1", n)
+			}
 		})
 	}
 }
@@ -608,15 +440,14 @@ func TestCredentialErrorReachesCaller(t *testing.T) {
 	cred := credential.Func(func(context.Context, string) (credential.AccessToken, error) {
 		return credential.AccessToken{}, fmt.Errorf("%w: %w", sentinel, &providerError{code: "invalid_client"})
 	})
-	up := &upstream{}
-	tr := New(cred, "s", &Options{Base: up})
-	req, _ := http.NewRequest(http.MethodGet, "https://llm.example.com/", nil)
-	_, err := tr.RoundTrip(req)
+	mt := httpmock.NewMockTransport()
+	tr := New(cred, "s", &Options{Base: mt})
+	_, err := tr.RoundTrip(httpGet("https://llm.example.com/"))
 	var pe *providerError
 	if !errors.Is(err, sentinel) || !errors.As(err, &pe) || pe.code != "invalid_client" {
 		t.Fatalf("err = %v; want sentinel and *providerError reachable", err)
 	}
-	if n := len(up.sends()); n != 0 {
+	if n := mt.GetTotalCallCount(); n != 0 {
 		t.Fatalf("base called %d times; want 0", n)
 	}
 	if _, err := tr.Token(context.Background()); !errors.Is(err, sentinel) {
@@ -649,7 +480,12 @@ func TestStreaming(t *testing.T) {
 	defer srv.Close()
 
 	client := Wrap(srv.Client(), credential.Static("stream-token"), "s", nil)
-	resp, err := client.Get(srv.URL)
+	// A transport that buffered the body would wait for the second event,
+	// which the server writes only after the client has read the first.
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.HangTimeout)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -664,8 +500,8 @@ func TestStreaming(t *testing.T) {
 			}
 		}
 	}
-	if fmt.Sprint(events) != "[data: one data: two]" {
-		t.Fatalf("events = %q", events)
+	if fmt.Sprint(events) != "[data: one data: two]" || sc.Err() != nil {
+		t.Fatalf("events = %q, error %v; want both events (a hang ends at %v)", events, sc.Err(), testutil.HangTimeout)
 	}
 }
 
@@ -702,19 +538,21 @@ func TestAuthHeadersIsFresh(t *testing.T) {
 
 // The caller's ctx ends its own wait for a token.
 func TestRoundTripHonoursContext(t *testing.T) {
-	cred := &counter{gate: make(chan struct{})}
-	defer close(cred.gate)
+	cred, _ := gated(t)
 	tr := New(cred, "s", &Options{Base: &upstream{}})
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://llm.example.com/", nil)
-	done := make(chan error)
+	done := make(chan error, 1)
 	go func() {
-		_, err := tr.RoundTrip(req)
+		resp, err := tr.RoundTrip(req)
+		if resp != nil {
+			resp.Body.Close()
+		}
 		done <- err
 	}()
 	testutil.Eventually(t, "the fetch to start", func() bool { return cred.calls.Load() == 1 })
 	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
+	if err := testutil.Recv(t, done, "RoundTrip to return once its context was cancelled"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v; want context.Canceled", err)
 	}
 }
@@ -752,96 +590,101 @@ func TestNilURL(t *testing.T) {
 	}
 }
 
-// A server that refuses every token, new ones included, costs one extra
-// fetch per hold, not one per request; the hold doubles up to maxHold and
-// ends with a resend that is not refused.
-func TestServerRefusingEveryToken(t *testing.T) {
+// Options.RefreshBefore reaches the cache: a token that expires in an hour
+// with RefreshBefore 2 minutes is used as it is until 58 minutes after its
+// fetch, and the first request at that point starts one background
+// refresh (the default of 5 minutes would start it 3 minutes earlier).
+func TestRefreshBeforeOption(t *testing.T) {
+	const refreshBefore = 2 * time.Minute
+	const url = "https://llm.example.com/v1/models"
 	clk := testutil.NewClock()
 	var calls atomic.Int64
-	cred := credential.Func(func(context.Context, string) (credential.AccessToken, error) {
-		n := calls.Add(1)
-		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(time.Hour)}, nil
+	logs, logger := testutil.NewLogs()
+	mt := httpmock.NewMockTransport()
+	for _, tok := range []string{"tok-1", "tok-2"} {
+		mt.RegisterMatcherResponder(http.MethodGet, url, byToken(tok), httpmock.NewStringResponder(http.StatusOK, "ok"))
+	}
+	tr := newTransport(tokenSource(clk, &calls), "s", &Options{Base: mt, RefreshBefore: refreshBefore, Logger: logger}, clk.Now)
+	refreshAt := clk.Now().Add(time.Hour - refreshBefore) // tokenSource: an hour from the fetch
+	get(t, tr, url)
+
+	clk.Set(refreshAt.Add(-time.Nanosecond))
+	get(t, tr, url)
+	// The cache decides on the caller's goroutine whether to refresh, and
+	// says so before it starts the fetch.
+	if n := len(logs.Events("refresh_started")); n != 0 || calls.Load() != 1 {
+		t.Fatalf("1ns before the refresh point: %d refreshes started, %d credential calls; want 0, 1", n, calls.Load())
+	}
+	clk.Set(refreshAt)
+	get(t, tr, url)
+	if n := len(logs.Events("refresh_started")); n != 1 {
+		t.Fatalf("at the refresh point: %d refreshes started; want 1", n)
+	}
+	testutil.Eventually(t, "the background refresh to cache tok-2", func() bool {
+		tok, err := tr.Token(context.Background())
+		return err == nil && tok.Token == "tok-2"
 	})
-	var sends atomic.Int64
-	var accept atomic.Bool
-	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		sends.Add(1)
-		status := http.StatusUnauthorized
-		if accept.Load() {
-			status = http.StatusOK
-		}
-		return &http.Response{StatusCode: status, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
-	})
-	tr := newTransport(cred, "s", &Options{Base: base}, clk.Now)
-	do := func() *http.Response {
-		t.Helper()
-		resp, err := tr.RoundTrip(httptest.NewRequest(http.MethodGet, "https://llm.example.com/", nil))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp
-	}
-	for range 100 {
-		if resp := do(); resp.StatusCode != http.StatusUnauthorized {
-			t.Fatalf("status = %d; want the 401", resp.StatusCode)
-		}
-	}
-	if c, s, r := calls.Load(), sends.Load(), tr.Stats().Retries; c != 2 || s != 101 || r != 1 {
-		t.Fatalf("credential calls %d, sends %d, resends %d; want 2, 101, 1", c, s, r)
-	}
-	for i, hold := range []time.Duration{1, 2, 4, 8, 16, 30, 30} {
-		hold *= time.Second
-		clk.Advance(hold - time.Millisecond)
-		do()
-		if c := calls.Load(); c != int64(i+2) {
-			t.Fatalf("step %d: credential calls within a hold of %v = %d; want %d", i, hold, c, i+2)
-		}
-		clk.Advance(time.Millisecond)
-		do()
-		if c := calls.Load(); c != int64(i+3) {
-			t.Fatalf("step %d: credential calls after a hold of %v = %d; want %d", i, hold, c, i+3)
-		}
-	}
-	clk.Advance(maxHold)
-	accept.Store(true)
-	if resp := do(); resp.StatusCode != http.StatusOK {
-		t.Fatalf("status = %d; want 200", resp.StatusCode)
-	}
-	if tr.refused.Load() != nil {
-		t.Fatal("a successful request did not end the hold")
+	get(t, tr, url)
+	if s1, s2, c := sendsOf(mt, http.MethodGet, url, "tok-1"), sendsOf(mt, http.MethodGet, url, "tok-2"), calls.Load(); s1 != 3 || s2 != 1 || c != 2 {
+		t.Fatalf("sends with tok-1 %d, with tok-2 %d, credential calls %d; want 3, 1, 2", s1, s2, c)
 	}
 }
 
-// Many requests refused at once with the same new token start one hold of
-// firstHold, not a doubling each.
-func TestConcurrentRefusalsStartOneHold(t *testing.T) {
-	clk := testutil.NewClock()
-	var calls atomic.Int64
-	cred := credential.Func(func(context.Context, string) (credential.AccessToken, error) {
-		n := calls.Add(1)
-		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(time.Hour)}, nil
-	})
-	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		return &http.Response{StatusCode: http.StatusUnauthorized, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
-	})
-	tr := newTransport(cred, "s", &Options{Base: base}, clk.Now)
-	if _, err := tr.Token(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	for range 50 {
-		wg.Go(func() {
-			if resp, err := tr.RoundTrip(httptest.NewRequest(http.MethodGet, "https://llm.example.com/", nil)); err == nil {
-				resp.Body.Close()
-			}
+// Options.FetchTimeout reaches the cache: the credential's context ends
+// FetchTimeout after the fetch began, and a credential that ignores its
+// context is cut off there, its late token still cached.
+func TestFetchTimeoutOption(t *testing.T) {
+	t.Run("deadline", func(t *testing.T) {
+		// Longer than the default, so that a transport that dropped the
+		// option would hand the credential an earlier deadline.
+		const timeout = 2 * time.Minute
+		var deadline time.Time
+		var ok bool
+		cred := credential.Func(func(ctx context.Context, _ string) (credential.AccessToken, error) {
+			deadline, ok = ctx.Deadline()
+			return credential.AccessToken{Token: "tok"}, nil
 		})
-	}
-	wg.Wait()
-	// A request whose first send raced with the resend that discovered
-	// the refusal may fetch one more token, which is refused as new too;
-	// the hold doubles once per such token, never per request.
-	r, n := tr.refused.Load(), calls.Load()
-	if r == nil || n > 4 || r.hold != firstHold<<(n-2) {
-		t.Fatalf("hold %+v after %d credential calls; want %v after 2 calls, doubled once per further call", r, n, firstHold)
-	}
+		tr := New(cred, "s", &Options{FetchTimeout: timeout})
+		before := time.Now()
+		if _, err := tr.Token(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		after := time.Now()
+		if !ok || deadline.Before(before.Add(timeout)) || deadline.After(after.Add(timeout)) {
+			t.Fatalf("the credential's context ends %v after the fetch began (set: %v); want FetchTimeout, %v", deadline.Sub(before), ok, timeout)
+		}
+	})
+	t.Run("credential ignoring its context", func(t *testing.T) {
+		entered := make(chan struct{})
+		releaseCh := make(chan struct{})
+		release := sync.OnceFunc(func() { close(releaseCh) })
+		t.Cleanup(release)
+		var calls atomic.Int64
+		cred := credential.Func(func(context.Context, string) (credential.AccessToken, error) {
+			calls.Add(1)
+			close(entered)
+			<-releaseCh // until the test has seen the timeout, whatever ctx says
+			return credential.AccessToken{Token: "late", ExpiresOn: time.Now().Add(time.Hour)}, nil
+		})
+		mt := httpmock.NewMockTransport()
+		tr := New(cred, "s", &Options{Base: mt, FetchTimeout: time.Millisecond})
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := send(tr, httpGet("https://llm.example.com/"))
+			done <- err
+		}()
+		testutil.Recv(t, entered, "the credential call")
+		err := testutil.Recv(t, done, "RoundTrip to give up at the fetch timeout")
+		if !errors.Is(err, context.DeadlineExceeded) || mt.GetTotalCallCount() != 0 {
+			t.Fatalf("err = %v after %d sends; want context.DeadlineExceeded, nothing sent", err, mt.GetTotalCallCount())
+		}
+		release()
+		testutil.Eventually(t, "the late token to be cached", func() bool {
+			tok, err := tr.Token(context.Background())
+			return err == nil && tok.Token == "late"
+		})
+		if n := calls.Load(); n != 1 {
+			t.Fatalf("credential calls = %d; want 1", n)
+		}
+	})
 }
