@@ -58,7 +58,8 @@ type Options struct {
 	Now func() time.Time
 
 	// Lifetime is the lifetime of the tokens issued until
-	// [TokenEndpoint.SetLifetime] changes it. Zero means one hour.
+	// [TokenEndpoint.SetLifetime] changes it, rounded as that says. Zero
+	// means one hour.
 	Lifetime time.Duration
 }
 
