@@ -225,6 +225,37 @@ var (
 	tokenParamRE = regexp.MustCompile(`((?:^|[&;?])(?:access_token|refresh_token|id_token)=)[^&;]*`)
 )
 
+// withTokensIn returns a scrubber that also scrubs every value of a token
+// field written in text, JSON or form-encoded. The decoded answer does not
+// name them all: a body that is cut or broken does not decode, and of a
+// field given twice the decoder keeps one value; the server may echo any of
+// them elsewhere in the answer. Values longer than maxKeptBody are left to
+// scrubText: no kept text can hold one whole.
+func (s *scrubber) withTokensIn(text string) *scrubber {
+	var vals []string
+	add := func(raw, decoded string, ok bool) {
+		if len(raw) > maxKeptBody {
+			return
+		}
+		vals = append(vals, raw)
+		if ok && decoded != raw {
+			vals = append(vals, decoded)
+		}
+	}
+	for _, m := range tokenFieldRE.FindAllStringSubmatchIndex(text, -1) {
+		raw := text[m[3]:m[1]]
+		var decoded string
+		err := json.Unmarshal([]byte(`"`+raw+`"`), &decoded)
+		add(raw, decoded, err == nil)
+	}
+	for _, m := range tokenParamRE.FindAllStringSubmatchIndex(text, -1) {
+		raw := text[m[3]:m[1]]
+		decoded, err := url.QueryUnescape(raw)
+		add(raw, decoded, err == nil)
+	}
+	return s.with(vals...)
+}
+
 // scrubText removes secrets and tokens from text taken from an answer.
 func (s *scrubber) scrubText(text string) string {
 	text = tokenFieldRE.ReplaceAllString(text, "${1}"+redacted)
