@@ -141,17 +141,14 @@ func TestAzureADLazyDefaultOnce(t *testing.T) {
 		}}, nil
 	})
 	var wg sync.WaitGroup
-	start := make(chan struct{})
 	errs := make(chan error, callers)
 	for range callers {
 		wg.Go(func() {
-			<-start // closed below, before the test waits
 			entered.Add(1)
 			_, err := a.GetToken(context.Background(), "https://x/.default")
 			errs <- err
 		})
 	}
-	close(start)
 	testutil.Wait(t, &wg, "the concurrent GetToken calls to return")
 	close(errs)
 	for err := range errs {

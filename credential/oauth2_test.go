@@ -719,6 +719,22 @@ func TestOAuth2AuthStyleAuto(t *testing.T) {
 			wantStyles: []string{"basic", "basic"},
 		},
 		{
+			// A learned Basic is used alone: a later refusal is the
+			// server's answer (a rotated secret), not a reason to
+			// probe again.
+			name: "Basic learned, a later refusal is returned",
+			basic: func(r seenRequest, n int) *http.Response {
+				if n == 1 {
+					return jsonResponse(200, okBody)
+				}
+				return jsonResponse(401, `{"error":"invalid_client"}`)
+			},
+			form:       jsonAnswer(200, okBody),
+			calls:      2,
+			wantStyles: []string{"basic", "basic"},
+			wantCode:   "invalid_client",
+		},
+		{
 			name:       "both fail: the second error",
 			basic:      jsonAnswer(401, `{"error":"invalid_client","error_description":"basic"}`),
 			form:       jsonAnswer(400, `{"error":"invalid_request","error_description":"form"}`),
