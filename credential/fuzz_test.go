@@ -212,3 +212,37 @@ func TestIssuedTokens(t *testing.T) {
 		}
 	}
 }
+
+// TestWithTokensIn checks that the value of every token field written in
+// an answer is scrubbed wherever else it appears, also when the answer
+// does not decode.
+func TestWithTokensIn(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("L", maxKeptBody+1)
+	tests := []struct {
+		name, body string
+		scrubbed   []string // each must become REDACTED in an echo
+		kept       []string // each must survive
+	}{
+		{"cut JSON", `{"x":"tok-AAAAAAAA","refresh_token":"tok-AAAAAAAA`, []string{"tok-AAAAAAAA"}, nil},
+		{"spaced and escaped JSON", `{"id_token" : "tok\/BBBBBBBB"}`, []string{"tok/BBBBBBBB", `tok\/BBBBBBBB`}, nil},
+		{"both of two fields", `{"access_token":"tok-CCCCCCCC","access_token":"tok-DDDDDDDD"}`, []string{"tok-CCCCCCCC", "tok-DDDDDDDD"}, nil},
+		{"form", "x=1;access_token=tok%2BEEEEEEEE&refresh_token=tok-FFFFFFFF", []string{"tok+EEEEEEEE", "tok%2BEEEEEEEE", "tok-FFFFFFFF"}, nil},
+		{"not a field", `{"my_access_token":"word-GGGGGGGG","xaccess_token":"word-HHHHHHHH"} xaccess_token=word-IIIIIIII`, nil,
+			[]string{"word-GGGGGGGG", "word-HHHHHHHH", "word-IIIIIIII"}},
+		{"longer than any kept text", `{"access_token":"` + long + `"}`, nil, []string{long[:100]}},
+	}
+	for _, tt := range tests {
+		sec := newScrubber("id", "secret-value").withTokensIn(tt.body)
+		for _, s := range tt.scrubbed {
+			if got := sec.scrub("echo " + s + " echo"); got != "echo REDACTED echo" {
+				t.Errorf("%s: scrub of an echo of %q: got %q; want it REDACTED", tt.name, s, got)
+			}
+		}
+		for _, s := range tt.kept {
+			if got := sec.scrub(s); got != s {
+				t.Errorf("%s: scrub(%q) = %q; want it kept", tt.name, s, got)
+			}
+		}
+	}
+}
