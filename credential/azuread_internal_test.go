@@ -13,6 +13,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/proxyauth/proxyauth/internal/testutil"
 )
 
 // fakeAzCred is an azcore.TokenCredential whose GetToken is a function.
@@ -116,36 +118,45 @@ func TestAzureADCanceledContext(t *testing.T) {
 	}
 }
 
+// However many callers race to create the default credential, it is
+// created once: creating it takes until every caller has called GetToken.
+// Creating it does not serialise the callers' GetToken either: the created
+// credential holds every call until all callers are inside it.
 func TestAzureADLazyDefaultOnce(t *testing.T) {
 	t.Parallel()
-	var created, calls atomic.Int64
+	const callers = 100
+	inside := testutil.NewBarrier(t, callers)
+	var entered, created, calls atomic.Int64
 	a := newAzureAD(nil, func() (azcore.TokenCredential, error) {
 		created.Add(1)
-		time.Sleep(10 * time.Millisecond) // widen the race window
+		// Bounded, so that a broken lock cannot hang the test; the
+		// counts below then fail it.
+		for deadline := time.Now().Add(testutil.HangTimeout); entered.Load() < callers && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
 		return fakeAzCred{func(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
 			n := calls.Add(1)
+			inside.Arrive()
 			return azcore.AccessToken{Token: fmt.Sprint("tok-", n), ExpiresOn: time.Now().Add(time.Hour)}, nil
 		}}, nil
 	})
-	const callers = 100
 	var wg sync.WaitGroup
-	start := make(chan struct{})
 	errs := make(chan error, callers)
 	for range callers {
 		wg.Go(func() {
-			<-start
+			entered.Add(1)
 			_, err := a.GetToken(context.Background(), "https://x/.default")
 			errs <- err
 		})
 	}
-	close(start)
-	wg.Wait()
+	testutil.Wait(t, &wg, "the concurrent GetToken calls to return")
 	close(errs)
 	for err := range errs {
 		if err != nil {
 			t.Errorf("GetToken: got error %v; want none", err)
 		}
 	}
+	inside.Check(t, "GetToken calls of the created credential")
 	if got := created.Load(); got != 1 {
 		t.Errorf("default credentials created: got %d; want 1", got)
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -15,14 +14,17 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/jarcoal/httpmock"
 )
 
-// fakeEntra is a local Microsoft Entra ID authority on an
-// httptest.NewTLSServer, enough for azidentity's ClientSecretCredential:
-// the tenant's OpenID configuration and its v2.0 token endpoint, which
-// checks the client credentials and issues opaque tokens.
+// fakeEntra is a Microsoft Entra ID authority answered in process by an
+// httpmock transport, enough for azidentity's ClientSecretCredential: the
+// tenant's OpenID configuration and its v2.0 token endpoint, which checks
+// the client credentials and issues opaque tokens. azidentity sends every
+// request through the azcore pipeline's Transport, so no socket is needed.
 type fakeEntra struct {
-	srv      *httptest.Server
+	mock     *httpmock.MockTransport
+	host     string
 	tenant   string
 	clientID string
 	secret   string
@@ -36,70 +38,79 @@ type fakeEntra struct {
 	// included.
 	tokenRequests atomic.Int64
 	issued        atomic.Int64
+
+	// beforeToken, when set, is called with the number of each token
+	// request before it is answered; it may hold the request. Set it
+	// before the first request.
+	beforeToken func(n int64)
 }
 
 const (
+	entraHost     = "https://login.idp.example"
 	entraTenant   = "00000000-0000-0000-0000-000000000001"
 	entraClientID = "11111111-1111-1111-1111-111111111111"
 	entraSecret   = "entra~Secret.0123456789"
 )
 
-// newFakeEntra starts a fake authority that issues tokens of the given
-// lifetime; the server is closed when the test ends.
+// newFakeEntra returns a fake authority that issues tokens of the given
+// lifetime. A request for anything else fails the test.
 func newFakeEntra(t testing.TB, lifetime time.Duration) *fakeEntra {
 	t.Helper()
-	f := &fakeEntra{tenant: entraTenant, clientID: entraClientID, secret: entraSecret, lifetime: lifetime}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{tenant}/v2.0/.well-known/openid-configuration", f.openIDConfiguration)
-	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", f.token)
-	f.srv = httptest.NewTLSServer(mux)
-	t.Cleanup(f.srv.Close)
+	f := &fakeEntra{mock: httpmock.NewMockTransport(), host: entraHost, tenant: entraTenant, clientID: entraClientID, secret: entraSecret, lifetime: lifetime}
+	f.mock.RegisterResponder(http.MethodGet, f.authority()+"/v2.0/.well-known/openid-configuration", f.openIDConfiguration)
+	f.mock.RegisterResponder(http.MethodPost, f.authority()+"/oauth2/v2.0/token", f.token)
+	var strays atomic.Int64
+	f.mock.RegisterNoResponder(func(r *http.Request) (*http.Response, error) {
+		strays.Add(1)
+		return jsonResponse(http.StatusNotFound, `{"error":"not_found"}`), nil
+	})
+	t.Cleanup(func() {
+		if n := strays.Load(); n != 0 {
+			t.Errorf("requests the fake authority does not serve: got %d (%v); want 0", n, f.mock.GetCallCountInfo())
+		}
+	})
 	return f
 }
 
-func (f *fakeEntra) authority() string { return f.srv.URL + "/" + f.tenant }
+func (f *fakeEntra) authority() string { return f.host + "/" + f.tenant }
 
-func (f *fakeEntra) openIDConfiguration(w http.ResponseWriter, r *http.Request) {
-	if r.PathValue("tenant") != f.tenant {
-		http.NotFound(w, r)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{
+func (f *fakeEntra) openIDConfiguration(*http.Request) (*http.Response, error) {
+	return entraJSON(http.StatusOK, map[string]any{
 		"issuer":                 f.authority() + "/v2.0",
 		"authorization_endpoint": f.authority() + "/oauth2/v2.0/authorize",
 		"token_endpoint":         f.authority() + "/oauth2/v2.0/token",
-	})
+	}), nil
 }
 
-func (f *fakeEntra) token(w http.ResponseWriter, r *http.Request) {
-	f.tokenRequests.Add(1)
-	if err := r.ParseForm(); err != nil || r.PathValue("tenant") != f.tenant {
-		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "invalid_request"})
-		return
+func (f *fakeEntra) token(r *http.Request) (*http.Response, error) {
+	if n := f.tokenRequests.Add(1); f.beforeToken != nil {
+		f.beforeToken(n)
+	}
+	if err := r.ParseForm(); err != nil {
+		return entraJSON(http.StatusBadRequest, map[string]any{"error": "invalid_request"}), nil
 	}
 	switch {
 	case r.PostForm.Get("grant_type") != "client_credentials":
-		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "unsupported_grant_type"})
+		return entraJSON(http.StatusBadRequest, map[string]any{"error": "unsupported_grant_type"}), nil
 	case r.PostForm.Get("client_id") != f.clientID || r.PostForm.Get("client_secret") != f.secret:
-		writeJSON(w, http.StatusUnauthorized, map[string]any{
+		return entraJSON(http.StatusUnauthorized, map[string]any{
 			"error":             "invalid_client",
 			"error_description": "AADSTS7000215: Invalid client secret provided.",
 			"error_codes":       []int{7000215},
-		})
+		}), nil
 	case !slices.ContainsFunc(strings.Fields(r.PostForm.Get("scope")), func(s string) bool { return strings.HasSuffix(s, "/.default") }):
-		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "invalid_scope"})
-	default:
-		answer := map[string]any{
-			"token_type":     "Bearer",
-			"expires_in":     int(f.lifetime.Seconds()),
-			"ext_expires_in": int(f.lifetime.Seconds()),
-			"access_token":   fmt.Sprintf("entra-token-%d", f.issued.Add(1)),
-		}
-		if f.refreshIn > 0 {
-			answer["refresh_in"] = int(f.refreshIn.Seconds())
-		}
-		writeJSON(w, http.StatusOK, answer)
+		return entraJSON(http.StatusBadRequest, map[string]any{"error": "invalid_scope"}), nil
 	}
+	answer := map[string]any{
+		"token_type":     "Bearer",
+		"expires_in":     int(f.lifetime.Seconds()),
+		"ext_expires_in": int(f.lifetime.Seconds()),
+		"access_token":   fmt.Sprintf("entra-token-%d", f.issued.Add(1)),
+	}
+	if f.refreshIn > 0 {
+		answer["refresh_in"] = int(f.refreshIn.Seconds())
+	}
+	return entraJSON(http.StatusOK, answer), nil
 }
 
 // credential returns azidentity's ClientSecretCredential for this
@@ -108,8 +119,8 @@ func (f *fakeEntra) credential(t testing.TB, secret string) azcore.TokenCredenti
 	t.Helper()
 	cred, err := azidentity.NewClientSecretCredential(f.tenant, f.clientID, secret, &azidentity.ClientSecretCredentialOptions{
 		ClientOptions: azcore.ClientOptions{
-			Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: f.srv.URL},
-			Transport: f.srv.Client(),
+			Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: f.host},
+			Transport: &http.Client{Transport: f.mock},
 			Retry:     policy.RetryOptions{MaxRetries: -1},
 		},
 		DisableInstanceDiscovery: true,
@@ -120,8 +131,10 @@ func (f *fakeEntra) credential(t testing.TB, secret string) azcore.TokenCredenti
 	return cred
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+func entraJSON(status int, v any) *http.Response {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return jsonResponse(status, string(b))
 }

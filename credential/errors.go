@@ -225,6 +225,77 @@ var (
 	tokenParamRE = regexp.MustCompile(`((?:^|[&;?])(?:access_token|refresh_token|id_token)=)[^&;]*`)
 )
 
+// withTokensIn returns a scrubber that also scrubs every value of a token
+// field written in text, JSON or form-encoded. The decoded answer does not
+// name them all: a body that is cut or broken does not decode, and of a
+// field given twice the decoder keeps one value; the server may echo any of
+// them elsewhere in the answer. Values longer than maxKeptBody are left to
+// scrubText: no kept text can hold one whole. It finds the field names with
+// strings.Index, not a regular expression, since text can be a megabyte.
+func (s *scrubber) withTokensIn(text string) *scrubber {
+	var vals []string
+	for _, name := range []string{"access_token", "refresh_token", "id_token"} {
+		// A bound on the values, so that a body of a thousand token
+		// fields does not build a replacer of thousands of strings.
+		for off := 0; len(vals) < maxScrubbedTokens; {
+			i := strings.Index(text[off:], name)
+			if i < 0 {
+				break
+			}
+			i += off
+			off = i + len(name)
+			rest := text[off:]
+			switch {
+			case i > 0 && text[i-1] == '"' && strings.HasPrefix(rest, `"`):
+				// JSON: "name" : "value", the value perhaps cut short.
+				rest, colon := strings.CutPrefix(strings.TrimLeft(rest[1:], " \t\r\n"), ":")
+				rest, quote := strings.CutPrefix(strings.TrimLeft(rest, " \t\r\n"), `"`)
+				raw, short := jsonStringStart(rest)
+				if !colon || !quote || !short {
+					continue
+				}
+				vals = append(vals, raw)
+				var decoded string
+				if json.Unmarshal([]byte(`"`+raw+`"`), &decoded) == nil && decoded != raw {
+					vals = append(vals, decoded)
+				}
+			case (i == 0 || strings.IndexByte("&;?", text[i-1]) >= 0) && strings.HasPrefix(rest, "="):
+				// Form: name=value up to the next separator.
+				raw := rest[1:]
+				if j := strings.IndexAny(raw, "&;"); j >= 0 {
+					raw = raw[:j]
+				}
+				if len(raw) > maxKeptBody {
+					continue
+				}
+				vals = append(vals, raw)
+				if decoded, err := url.QueryUnescape(raw); err == nil && decoded != raw {
+					vals = append(vals, decoded)
+				}
+			}
+		}
+	}
+	return s.with(vals...)
+}
+
+// maxScrubbedTokens bounds the token values withTokensIn adds.
+const maxScrubbedTokens = 64
+
+// jsonStringStart returns the content of the JSON string that s starts
+// with, up to its closing quote or, when the text was cut, to the end; ok is
+// false when it is longer than maxKeptBody.
+func jsonStringStart(s string) (raw string, ok bool) {
+	for i := 0; i < len(s) && i <= maxKeptBody; i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case '"':
+			return s[:i], true
+		}
+	}
+	return s, len(s) <= maxKeptBody
+}
+
 // scrubText removes secrets and tokens from text taken from an answer.
 func (s *scrubber) scrubText(text string) string {
 	text = tokenFieldRE.ReplaceAllString(text, "${1}"+redacted)

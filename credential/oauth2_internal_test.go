@@ -18,6 +18,9 @@ func TestDefaultHTTPClient(t *testing.T) {
 	if got := o.client.Timeout; got != 30*time.Second {
 		t.Errorf("Timeout: got %v; want 30s", got)
 	}
+	if o.client.CheckRedirect == nil || o.client.CheckRedirect(nil, nil) != http.ErrUseLastResponse {
+		t.Errorf("CheckRedirect: got one that follows redirects; want http.ErrUseLastResponse, since a redirect would carry the secret")
+	}
 	tr, ok := o.client.Transport.(*http.Transport)
 	if !ok {
 		t.Fatalf("Transport: got %T; want *http.Transport", o.client.Transport)

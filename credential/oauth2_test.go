@@ -14,10 +14,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jarcoal/httpmock"
+
 	"github.com/proxyauth/proxyauth/credential"
+	"github.com/proxyauth/proxyauth/internal/testutil"
 )
 
 // The client of the fake token endpoints. The secret has characters that
@@ -25,6 +29,13 @@ import (
 const (
 	testClientID = "app 123"
 	testSecret   = "Very$ecret+Value/42=="
+)
+
+// The canned token endpoint. Its query must reach the server and stay out
+// of messages, which name testDisplayURL.
+const (
+	testTokenURL   = "https://idp.example/oauth2/token?tenant=t1"
+	testDisplayURL = "https://idp.example/oauth2/token"
 )
 
 // secretForms are the forms in which a server could echo testSecret.
@@ -38,34 +49,63 @@ var secretForms = []string{
 
 // seenRequest is what a fake token endpoint received.
 type seenRequest struct {
+	method        string
+	url           string
+	header        http.Header
 	authorization string
-	form          url.Values
+	body          string
+	form          url.Values // the body as a server decodes it
 }
 
-// tokenEndpoint is a fake token endpoint on loopback that records the
-// requests it gets and answers with handle; n counts from 1.
+// tokenEndpoint is a canned token endpoint at testTokenURL, answered in
+// process by an httpmock transport of its own: no socket, no server
+// goroutine. It records the requests it gets.
 type tokenEndpoint struct {
-	*httptest.Server
+	mock *httpmock.MockTransport
 	mu   sync.Mutex
 	seen []seenRequest
 }
 
-func newTokenEndpoint(t *testing.T, handle func(w http.ResponseWriter, r *http.Request, n int)) *tokenEndpoint {
+// newTokenEndpoint returns an endpoint whose answer to the n-th token
+// request (n counts from 1) is respond's. A request that is not a form POST
+// to testTokenURL gets a 405 or an error, and fails the test.
+func newTokenEndpoint(t *testing.T, respond func(r seenRequest, n int) *http.Response) *tokenEndpoint {
 	t.Helper()
-	e := &tokenEndpoint{}
-	e.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_ = r.ParseForm()
+	e := &tokenEndpoint{mock: httpmock.NewMockTransport()}
+	e.mock.RegisterResponder(http.MethodPost, testTokenURL, func(r *http.Request) (*http.Response, error) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		form, err := url.ParseQuery(string(body))
+		if err != nil {
+			form = nil
+		}
+		seen := seenRequest{
+			method: r.Method, url: r.URL.String(), header: r.Header.Clone(),
+			authorization: r.Header.Get("Authorization"), body: string(body), form: form,
+		}
 		e.mu.Lock()
-		e.seen = append(e.seen, seenRequest{authorization: r.Header.Get("Authorization"), form: r.PostForm})
+		e.seen = append(e.seen, seen)
 		n := len(e.seen)
 		e.mu.Unlock()
-		if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/x-www-form-urlencoded" {
-			http.Error(w, "bad method or content type", http.StatusMethodNotAllowed)
-			return
+		if r.Header.Get("Content-Type") != "application/x-www-form-urlencoded" || form == nil {
+			return httpmock.NewStringResponse(http.StatusMethodNotAllowed, "not a form"), nil
 		}
-		handle(w, r, n)
-	}))
-	t.Cleanup(e.Close)
+		resp := respond(seen, n)
+		resp.Request = r
+		return resp, nil
+	})
+	var strays atomic.Int64
+	e.mock.RegisterNoResponder(func(r *http.Request) (*http.Response, error) {
+		strays.Add(1)
+		return nil, fmt.Errorf("test token endpoint: no route for %s %s", r.Method, r.URL)
+	})
+	t.Cleanup(func() {
+		if n := strays.Load(); n != 0 {
+			t.Errorf("requests to something other than POST %s: got %d; want 0", testTokenURL, n)
+		}
+	})
 	return e
 }
 
@@ -75,7 +115,8 @@ func (e *tokenEndpoint) requests() []seenRequest {
 	return slices.Clone(e.seen)
 }
 
-func (e *tokenEndpoint) tokenURL() string { return e.URL + "/oauth2/token" }
+// client returns an http.Client that sends to the canned endpoint.
+func (e *tokenEndpoint) client() *http.Client { return &http.Client{Transport: e.mock} }
 
 // newTestOAuth2 returns an OAuth2 for e with testClientID and testSecret.
 func newTestOAuth2(t *testing.T, e *tokenEndpoint, style credential.AuthStyle, params url.Values) *credential.OAuth2 {
@@ -83,10 +124,53 @@ func newTestOAuth2(t *testing.T, e *tokenEndpoint, style credential.AuthStyle, p
 	o, err := credential.NewOAuth2(credential.OAuth2Config{
 		ClientID:       testClientID,
 		ClientSecret:   testSecret,
-		TokenURL:       e.tokenURL(),
+		TokenURL:       testTokenURL,
 		AuthStyle:      style,
 		EndpointParams: params,
-		HTTPClient:     e.Client(),
+		HTTPClient:     e.client(),
+	})
+	if err != nil {
+		t.Fatalf("NewOAuth2: got error %v; want none", err)
+	}
+	return o
+}
+
+// socketEndpoint is a token endpoint on a loopback socket, for the tests
+// where a real connection is the point: a server that stalls until the
+// client's context ends, or one that drops the connection. It counts the
+// requests it gets.
+type socketEndpoint struct {
+	*httptest.Server
+	requests atomic.Int64
+}
+
+// newSocketEndpoint starts a server whose handler is handle. release is
+// closed when the test ends, before the server is closed (which waits for
+// handlers), so that a handler that holds a request open can wait on it.
+func newSocketEndpoint(t *testing.T, handle func(w http.ResponseWriter, r *http.Request, release <-chan struct{})) *socketEndpoint {
+	t.Helper()
+	e := &socketEndpoint{}
+	release := make(chan struct{})
+	e.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.requests.Add(1)
+		handle(w, r, release)
+	}))
+	t.Cleanup(func() {
+		close(release)
+		e.Close()
+	})
+	return e
+}
+
+// newSocketOAuth2 returns an OAuth2 for e with testClientID and testSecret.
+func newSocketOAuth2(t *testing.T, e *socketEndpoint, style credential.AuthStyle) *credential.OAuth2 {
+	t.Helper()
+	o, err := credential.NewOAuth2(credential.OAuth2Config{
+		ClientID:     testClientID,
+		ClientSecret: testSecret,
+		TokenURL:     e.URL + "/oauth2/token",
+		AuthStyle:    style,
+		HTTPClient:   e.Client(),
 	})
 	if err != nil {
 		t.Fatalf("NewOAuth2: got error %v; want none", err)
@@ -133,15 +217,23 @@ func fakeJWT(exp int64) string {
 		enc.EncodeToString([]byte("not-a-real-signature"))
 }
 
-// answer writes a fixed answer.
-func answer(status int, header map[string]string, body string) func(http.ResponseWriter, *http.Request, int) {
-	return func(w http.ResponseWriter, _ *http.Request, _ int) {
-		for k, v := range header {
-			w.Header().Set(k, v)
-		}
-		w.WriteHeader(status)
-		_, _ = io.WriteString(w, body)
+// response returns an answer with the given status, headers and body.
+func response(status int, header map[string]string, body string) *http.Response {
+	resp := httpmock.NewStringResponse(status, body)
+	for k, v := range header {
+		resp.Header.Set(k, v)
 	}
+	return resp
+}
+
+// answer answers every request the same.
+func answer(status int, header map[string]string, body string) func(seenRequest, int) *http.Response {
+	return func(seenRequest, int) *http.Response { return response(status, header, body) }
+}
+
+// jsonResponse returns a JSON answer.
+func jsonResponse(status int, body string) *http.Response {
+	return response(status, map[string]string{"Content-Type": jsonType}, body)
 }
 
 const jsonType = "application/json"
@@ -169,7 +261,7 @@ func TestOAuth2Answers(t *testing.T) {
 	}
 	tests := []struct {
 		name   string
-		handle func(http.ResponseWriter, *http.Request, int)
+		handle func(seenRequest, int) *http.Response
 		issued []string // tokens in the answer that must not leak
 		want   want
 	}{
@@ -324,15 +416,13 @@ func TestOAuth2Answers(t *testing.T) {
 		},
 		{
 			name: "secret echoed in error_description",
-			handle: func(w http.ResponseWriter, r *http.Request, _ int) {
+			handle: func(r seenRequest, _ int) *http.Response {
 				body, _ := json.Marshal(map[string]string{
 					"error":             "invalid_client",
-					"error_description": "secret " + testSecret + " and header " + r.Header.Get("Authorization") + " are wrong",
+					"error_description": "secret " + testSecret + " and header " + r.authorization + " are wrong",
 					"error_uri":         "https://idp.example/e?secret=" + url.QueryEscape(testSecret),
 				})
-				w.Header().Set("Content-Type", jsonType)
-				w.WriteHeader(401)
-				_, _ = w.Write(body)
+				return jsonResponse(401, string(body))
 			},
 			want: want{oe: &credential.OAuth2Error{StatusCode: 401, Code: "invalid_client",
 				Description: "secret REDACTED and header Basic REDACTED are wrong", URI: "https://idp.example/e?secret=REDACTED"},
@@ -340,10 +430,8 @@ func TestOAuth2Answers(t *testing.T) {
 		},
 		{
 			name: "form echoed in an HTML page",
-			handle: func(w http.ResponseWriter, r *http.Request, _ int) {
-				w.Header().Set("Content-Type", "text/html")
-				w.WriteHeader(502)
-				_, _ = fmt.Fprintf(w, "<p>bad request: %s</p>", r.Form.Encode())
+			handle: func(r seenRequest, _ int) *http.Response {
+				return response(502, map[string]string{"Content-Type": "text/html"}, "<p>bad request: "+r.form.Encode()+"</p>")
 			},
 		},
 	}
@@ -393,7 +481,7 @@ func TestOAuth2Answers(t *testing.T) {
 				t.Errorf("token with the error: got %v; want the zero AccessToken", tok)
 			}
 			msg := err.Error()
-			if !strings.HasPrefix(msg, `credential: OAuth2 token request to `+e.tokenURL()+` for client_id "app 123": `) {
+			if !strings.HasPrefix(msg, `credential: OAuth2 token request to `+testDisplayURL+` for client_id "app 123": `) {
 				t.Errorf("error: got %q; want it to name the token URL and the client ID first", msg)
 			}
 			for _, s := range w.msg {
@@ -423,49 +511,77 @@ func TestOAuth2Answers(t *testing.T) {
 	}
 }
 
-func TestOAuth2ContextDeadline(t *testing.T) {
-	t.Parallel()
-	release := make(chan struct{})
-	e := newTokenEndpoint(t, func(w http.ResponseWriter, r *http.Request, _ int) {
+// getTokenResult is what a GetToken call run in the background returned.
+type getTokenResult struct {
+	tok credential.AccessToken
+	err error
+}
+
+// getTokenAsync runs GetToken in a goroutine, so that the test can wait for
+// it with a bound (testutil.Recv) instead of hanging if it never returns.
+func getTokenAsync(ctx context.Context, o *credential.OAuth2, scope string) <-chan getTokenResult {
+	done := make(chan getTokenResult, 1)
+	go func() {
+		tok, err := o.GetToken(ctx, scope)
+		done <- getTokenResult{tok, err}
+	}()
+	return done
+}
+
+// stallUntilDone signals arrived (without blocking) and then answers
+// nothing until the client gives up or the test ends.
+func stallUntilDone(arrived chan<- struct{}) func(http.ResponseWriter, *http.Request, <-chan struct{}) {
+	return func(w http.ResponseWriter, r *http.Request, release <-chan struct{}) {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
 		select {
 		case <-r.Context().Done():
 		case <-release:
 		}
-	})
-	defer close(release)
-	o := newTestOAuth2(t, e, credential.AuthStyleAuto, nil)
+	}
+}
+
+// A real socket is the point here: the client must abandon a request that
+// a server holds open when the context's deadline passes.
+func TestOAuth2ContextDeadline(t *testing.T) {
+	t.Parallel()
+	e := newSocketEndpoint(t, stallUntilDone(make(chan struct{}, 1)))
+	o := newSocketOAuth2(t, e, credential.AuthStyleAuto)
+	// The server never answers, so only the deadline can end the call;
+	// how soon it passes does not matter.
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	_, err := o.GetToken(ctx, "")
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("GetToken: got error %v; want context.DeadlineExceeded", err)
+	res := testutil.Recv(t, getTokenAsync(ctx, o, ""), "GetToken to return after its context's deadline passed")
+	if !errors.Is(res.err, context.DeadlineExceeded) {
+		t.Fatalf("GetToken: got error %v; want context.DeadlineExceeded", res.err)
 	}
-	checkNoLeak(t, err)
+	checkNoLeak(t, res.err)
 	// Under load the deadline may pass before the request is sent.
-	if got := len(e.requests()); got > 1 {
+	if got := e.requests.Load(); got > 1 {
 		t.Errorf("token requests: got %d; want at most 1 (Auto does not retry after a network error)", got)
 	}
 }
 
+// A real socket is the point here: canceling the context must end a
+// request that is in flight on a connection.
 func TestOAuth2ContextCanceled(t *testing.T) {
 	t.Parallel()
 	arrived := make(chan struct{}, 1)
-	e := newTokenEndpoint(t, func(w http.ResponseWriter, r *http.Request, _ int) {
-		arrived <- struct{}{}
-		<-r.Context().Done()
-	})
-	o := newTestOAuth2(t, e, credential.AuthStyleAuto, nil)
+	e := newSocketEndpoint(t, stallUntilDone(arrived))
+	o := newSocketOAuth2(t, e, credential.AuthStyleAuto)
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		<-arrived
-		cancel()
-	}()
-	_, err := o.GetToken(ctx, "")
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("GetToken: got error %v; want context.Canceled", err)
+	defer cancel()
+	done := getTokenAsync(ctx, o, "")
+	testutil.Recv(t, arrived, "the token request to reach the server")
+	cancel()
+	res := testutil.Recv(t, done, "GetToken to return after its context was canceled")
+	if !errors.Is(res.err, context.Canceled) {
+		t.Fatalf("GetToken: got error %v; want context.Canceled", res.err)
 	}
-	checkNoLeak(t, err)
-	if got := len(e.requests()); got != 1 {
+	checkNoLeak(t, res.err)
+	if got := e.requests.Load(); got != 1 {
 		t.Errorf("token requests: got %d; want 1 (Auto does not retry after a network error)", got)
 	}
 }
@@ -515,10 +631,20 @@ func TestOAuth2WhatTheServerReceives(t *testing.T) {
 			if len(reqs) != 1 {
 				t.Fatalf("requests: got %d; want 1", len(reqs))
 			}
-			if got := reqs[0].authorization; got != tt.wantAuth {
+			r := reqs[0]
+			if r.method != http.MethodPost || r.url != testTokenURL {
+				t.Errorf("request: got %s %s; want POST %s (the query kept)", r.method, r.url, testTokenURL)
+			}
+			if got, want := r.header.Get("Content-Type"), "application/x-www-form-urlencoded"; got != want {
+				t.Errorf("Content-Type: got %q; want %q", got, want)
+			}
+			if got, want := r.header.Get("Accept"), "application/json"; got != want {
+				t.Errorf("Accept: got %q; want %q", got, want)
+			}
+			if got := r.authorization; got != tt.wantAuth {
 				t.Errorf("Authorization: got %q; want %q", got, tt.wantAuth)
 			}
-			if got := reqs[0].form; !equalValues(got, tt.wantForm) {
+			if got := r.form; !equalValues(got, tt.wantForm) {
 				t.Errorf("form: got %v; want %v", got, tt.wantForm)
 			}
 		})
@@ -572,54 +698,70 @@ func TestOAuth2AuthStyleAuto(t *testing.T) {
 	okBody := `{"access_token":"tok","token_type":"Bearer","expires_in":60}`
 	tests := []struct {
 		name string
-		// handle answers a request with Basic and one with form fields.
-		basic, form func(http.ResponseWriter)
+		// basic answers a request with Basic, form one with form fields.
+		basic, form func(seenRequest, int) *http.Response
 		calls       int
 		wantStyles  []string // "basic" or "form", per request
 		wantCode    string   // of the last call's error; "" for success
 	}{
 		{
 			name:       "Basic refused, form works and is remembered",
-			basic:      writeAnswer(401, `{"error":"invalid_client"}`),
-			form:       writeAnswer(200, okBody),
+			basic:      jsonAnswer(401, `{"error":"invalid_client"}`),
+			form:       jsonAnswer(200, okBody),
 			calls:      2,
 			wantStyles: []string{"basic", "form", "form"},
 		},
 		{
 			name:       "Basic works and is remembered",
-			basic:      writeAnswer(200, okBody),
-			form:       writeAnswer(500, `{"error":"server_error"}`),
+			basic:      jsonAnswer(200, okBody),
+			form:       jsonAnswer(500, `{"error":"server_error"}`),
 			calls:      2,
 			wantStyles: []string{"basic", "basic"},
 		},
 		{
+			// A learned Basic is used alone: a later refusal is the
+			// server's answer (a rotated secret), not a reason to
+			// probe again.
+			name: "Basic learned, a later refusal is returned",
+			basic: func(r seenRequest, n int) *http.Response {
+				if n == 1 {
+					return jsonResponse(200, okBody)
+				}
+				return jsonResponse(401, `{"error":"invalid_client"}`)
+			},
+			form:       jsonAnswer(200, okBody),
+			calls:      2,
+			wantStyles: []string{"basic", "basic"},
+			wantCode:   "invalid_client",
+		},
+		{
 			name:       "both fail: the second error",
-			basic:      writeAnswer(401, `{"error":"invalid_client","error_description":"basic"}`),
-			form:       writeAnswer(400, `{"error":"invalid_request","error_description":"form"}`),
+			basic:      jsonAnswer(401, `{"error":"invalid_client","error_description":"basic"}`),
+			form:       jsonAnswer(400, `{"error":"invalid_request","error_description":"form"}`),
 			calls:      2,
 			wantStyles: []string{"basic", "form", "basic", "form"},
 			wantCode:   "invalid_request",
 		},
 		{
 			name:       "503 is not a reason to try the form",
-			basic:      writeAnswer(503, `{"error":"temporarily_unavailable"}`),
-			form:       writeAnswer(200, okBody),
+			basic:      jsonAnswer(503, `{"error":"temporarily_unavailable"}`),
+			form:       jsonAnswer(200, okBody),
 			calls:      1,
 			wantStyles: []string{"basic"},
 			wantCode:   "temporarily_unavailable",
 		},
 		{
 			name:       "429 is not a reason to try the form",
-			basic:      writeAnswer(429, `{"error":"slow_down"}`),
-			form:       writeAnswer(200, okBody),
+			basic:      jsonAnswer(429, `{"error":"slow_down"}`),
+			form:       jsonAnswer(200, okBody),
 			calls:      1,
 			wantStyles: []string{"basic"},
 			wantCode:   "slow_down",
 		},
 		{
 			name:       "200 with an error field is",
-			basic:      writeAnswer(200, `{"error":"unauthorized_client"}`),
-			form:       writeAnswer(200, okBody),
+			basic:      jsonAnswer(200, `{"error":"unauthorized_client"}`),
+			form:       jsonAnswer(200, okBody),
 			calls:      1,
 			wantStyles: []string{"basic", "form"},
 		},
@@ -627,13 +769,11 @@ func TestOAuth2AuthStyleAuto(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			e := newTokenEndpoint(t, func(w http.ResponseWriter, r *http.Request, _ int) {
-				w.Header().Set("Content-Type", jsonType)
-				if r.Header.Get("Authorization") != "" {
-					tt.basic(w)
-				} else {
-					tt.form(w)
+			e := newTokenEndpoint(t, func(r seenRequest, n int) *http.Response {
+				if r.authorization != "" {
+					return tt.basic(r, n)
 				}
+				return tt.form(r, n)
 			})
 			o := newTestOAuth2(t, e, credential.AuthStyleAuto, nil)
 			var err error
@@ -671,69 +811,88 @@ func TestOAuth2AuthStyleAuto(t *testing.T) {
 	}
 }
 
-func writeAnswer(status int, body string) func(http.ResponseWriter) {
-	return func(w http.ResponseWriter) {
-		w.WriteHeader(status)
-		_, _ = w.Write([]byte(body))
-	}
+// jsonAnswer answers every request with the same JSON.
+func jsonAnswer(status int, body string) func(seenRequest, int) *http.Response {
+	return answer(status, map[string]string{"Content-Type": jsonType}, body)
 }
 
+// A real socket is the point here: a connection that the server drops is
+// a network error, which says nothing about the auth style.
 func TestOAuth2AutoNoFallbackOnNetworkError(t *testing.T) {
 	t.Parallel()
-	e := newTokenEndpoint(t, func(w http.ResponseWriter, _ *http.Request, _ int) {
-		// Drop the connection without an answer.
+	e := newSocketEndpoint(t, func(w http.ResponseWriter, _ *http.Request, _ <-chan struct{}) {
 		conn, _, err := http.NewResponseController(w).Hijack()
 		if err == nil {
 			_ = conn.Close()
 		}
 	})
-	o := newTestOAuth2(t, e, credential.AuthStyleAuto, nil)
-	_, err := o.GetToken(context.Background(), "")
+	o := newSocketOAuth2(t, e, credential.AuthStyleAuto)
+	res := testutil.Recv(t, getTokenAsync(context.Background(), o, ""), "GetToken to return after the server dropped the connection")
 	var oe *credential.OAuth2Error
-	if err == nil || errors.As(err, &oe) {
-		t.Fatalf("GetToken: got error %v; want a network error", err)
+	if res.err == nil || errors.As(res.err, &oe) {
+		t.Fatalf("GetToken: got error %v; want a network error", res.err)
 	}
-	checkNoLeak(t, err)
-	if got := len(e.requests()); got != 1 {
+	checkNoLeak(t, res.err)
+	if got := e.requests.Load(); got != 1 {
 		t.Errorf("token requests: got %d; want 1", got)
 	}
 }
 
+// Callers that start before Auto has learned the style each probe with
+// Basic once, and every one of them gets a token. The endpoint holds every
+// Basic probe until all callers have sent theirs, so all of them really are
+// in flight at once and the counts are exact.
 func TestOAuth2Concurrent(t *testing.T) {
 	t.Parallel()
-	e := newTokenEndpoint(t, func(w http.ResponseWriter, r *http.Request, n int) {
-		w.Header().Set("Content-Type", jsonType)
-		if r.Header.Get("Authorization") != "" {
-			writeAnswer(401, `{"error":"invalid_client"}`)(w)
-			return
+	const callers = 50
+	probes := testutil.NewBarrier(t, callers)
+	e := newTokenEndpoint(t, func(r seenRequest, n int) *http.Response {
+		if r.authorization != "" {
+			probes.Arrive()
+			return jsonResponse(401, `{"error":"invalid_client"}`)
 		}
-		writeAnswer(200, fmt.Sprintf(`{"access_token":"tok-%d","expires_in":60}`, n))(w)
+		return jsonResponse(200, fmt.Sprintf(`{"access_token":"tok-%d","expires_in":60}`, n))
 	})
 	o := newTestOAuth2(t, e, credential.AuthStyleAuto, nil)
-	const callers = 50
 	var wg sync.WaitGroup
+	errs := make(chan error, callers)
 	for range callers {
 		wg.Go(func() {
-			if _, err := o.GetToken(context.Background(), "s"); err != nil {
-				t.Errorf("GetToken: got error %v; want none", err)
+			tok, err := o.GetToken(context.Background(), "s")
+			if err == nil && !strings.HasPrefix(tok.Token, "tok-") {
+				err = fmt.Errorf("got token %q; want one of the endpoint's", tok.Token)
 			}
+			errs <- err
 		})
 	}
-	wg.Wait()
-	// Every call succeeds; callers that started before the style was
-	// learned probe with Basic once each.
-	reqs := e.requests()
-	form := 0
-	for _, r := range reqs {
-		if r.authorization == "" {
+	testutil.Wait(t, &wg, "the concurrent GetToken calls to return")
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("GetToken: got error %v; want none", err)
+		}
+	}
+	probes.Check(t, "Basic probes")
+	basic, form := 0, 0
+	for _, r := range e.requests() {
+		if r.authorization != "" {
+			basic++
+		} else {
 			form++
 		}
 	}
-	if form != callers {
-		t.Errorf("requests with form fields: got %d; want %d", form, callers)
+	if basic != callers || form != callers {
+		t.Errorf("requests: got %d with Basic and %d with form fields; want %d of each", basic, form, callers)
 	}
-	if len(reqs) > 2*callers {
-		t.Errorf("requests: got %d; want at most %d", len(reqs), 2*callers)
+
+	// The style is learned: the next call sends form fields at once.
+	if _, err := o.GetToken(context.Background(), "s"); err != nil {
+		t.Fatalf("GetToken after learning: got error %v; want none", err)
+	}
+	reqs := e.requests()
+	if last := reqs[len(reqs)-1]; len(reqs) != 2*callers+1 || last.authorization != "" {
+		t.Errorf("GetToken after learning: got %d requests, the last with Authorization %q; want %d, the last without",
+			len(reqs), last.authorization, 2*callers+1)
 	}
 }
 
@@ -783,16 +942,21 @@ func TestNewOAuth2Validates(t *testing.T) {
 	}
 }
 
+// A real socket is the point here: with a nil HTTPClient the credential
+// dials with its own default client.
 func TestOAuth2NilHTTPClient(t *testing.T) {
 	t.Parallel()
-	e := newTokenEndpoint(t, answer(200, map[string]string{"Content-Type": jsonType}, `{"access_token":"tok","expires_in":60}`))
-	o, err := credential.NewOAuth2(credential.OAuth2Config{ClientID: testClientID, ClientSecret: testSecret, TokenURL: e.tokenURL()})
+	e := newSocketEndpoint(t, func(w http.ResponseWriter, _ *http.Request, _ <-chan struct{}) {
+		w.Header().Set("Content-Type", jsonType)
+		_, _ = io.WriteString(w, `{"access_token":"tok","expires_in":60}`)
+	})
+	o, err := credential.NewOAuth2(credential.OAuth2Config{ClientID: testClientID, ClientSecret: testSecret, TokenURL: e.URL + "/oauth2/token"})
 	if err != nil {
 		t.Fatalf("NewOAuth2: got error %v; want none", err)
 	}
-	tok, err := o.GetToken(context.Background(), "")
-	if err != nil || tok.Token != "tok" {
-		t.Errorf("GetToken: got %v, %v; want the token, nil", tok, err)
+	res := testutil.Recv(t, getTokenAsync(context.Background(), o, ""), "GetToken with the default client to return")
+	if res.err != nil || res.tok.Token != "tok" {
+		t.Errorf("GetToken: got %v, %v; want the token, nil", res.tok, res.err)
 	}
 }
 

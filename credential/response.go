@@ -36,7 +36,7 @@ func parseTokenResponse(status int, header http.Header, body []byte, now time.Ti
 		body = body[:maxBody]
 	}
 	ans := decodeAnswer(header.Get("Content-Type"), body)
-	sec = sec.with(ans.str("access_token"), ans.str("refresh_token"), ans.str("id_token"))
+	sec = sec.with(ans.str("access_token"), ans.str("refresh_token"), ans.str("id_token")).withTokensIn(string(body))
 
 	success := status >= 200 && status < 300
 	if !success || ans.has("error") {
