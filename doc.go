@@ -3,9 +3,11 @@
 //
 // The work is done by two packages:
 //
-//   - [github.com/proxyauth/proxyauth/credential] fetches tokens: Azure AD
-//     through azidentity, the OAuth2 client credentials grant against any
-//     RFC 6749 server, any golang.org/x/oauth2 TokenSource, or a function.
+//   - [github.com/proxyauth/proxyauth/credential] fetches tokens: the OAuth2
+//     client credentials grant against any RFC 6749 server, any
+//     golang.org/x/oauth2 TokenSource, or a function;
+//     [github.com/proxyauth/proxyauth/credential/azuread] adds Azure AD
+//     through azidentity.
 //   - [github.com/proxyauth/proxyauth/transport] is an [net/http.RoundTripper]
 //     that caches the token, refreshes it in the background before it
 //     expires, makes any number of concurrent requests share one fetch, sets

@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/jarcoal/httpmock"
 
 	"github.com/proxyauth/proxyauth/credential"
@@ -87,27 +86,4 @@ func ExampleOAuth2Error() {
 	// credential: token endpoint answered 401 Unauthorized: access_denied: "Unauthorized"
 	// credential: OAuth2 token request to https://example.auth0.com/oauth/token for client_id "my-client-id": token endpoint answered 401 Unauthorized: access_denied: "Unauthorized"
 	// credential.OAuth2Config{ClientID:"my-client-id" ClientSecret:REDACTED TokenURL:"" AuthStyle:Auto EndpointParams:[] HTTPClient:nil}
-}
-
-// With nil, NewAzureAD uses azidentity's DefaultAzureCredential, created on
-// the first GetToken: managed identity in Azure, workload identity in AKS,
-// environment variables or the Azure CLI on a developer's machine.
-func ExampleNewAzureAD() {
-	cred := credential.NewAzureAD(nil)
-	tok, err := cred.GetToken(context.Background(), "https://cognitiveservices.azure.com/.default")
-	if err != nil {
-		log.Fatal(err)
-	}
-	fmt.Println(tok.ExpiresOn)
-}
-
-// Any azidentity credential can be adapted, such as a service principal's
-// client secret.
-func ExampleNewAzureAD_clientSecret() {
-	sp, err := azidentity.NewClientSecretCredential("TENANT_ID", "CLIENT_ID", "CLIENT_SECRET", nil)
-	if err != nil {
-		log.Fatal(err)
-	}
-	cred := credential.NewAzureAD(sp)
-	_ = cred // pass cred to transport.New or transport.Wrap
 }

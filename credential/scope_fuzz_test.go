@@ -11,10 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/jarcoal/httpmock"
 )
 
@@ -238,37 +235,4 @@ func decodeBasic(values []string) (id, secret string, err error) {
 		return "", "", err
 	}
 	return id, secret, nil
-}
-
-// FuzzAzureADScope checks that a scope reaches an azidentity credential as
-// strings.Fields(scope), that an empty one is refused without a call, and
-// that the token's times are carried over.
-func FuzzAzureADScope(f *testing.F) {
-	for _, s := range []string{"", " ", "https://cognitiveservices.azure.com/.default", "a b\tc\n", "\u00a0x\u2028y", "\xff"} {
-		f.Add(s)
-	}
-	expires := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-	f.Fuzz(func(t *testing.T, scope string) {
-		var got []string
-		calls := 0
-		a := newAzureAD(fakeAzCred{getToken: func(_ context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
-			calls++
-			got = opts.Scopes
-			return azcore.AccessToken{Token: "az", ExpiresOn: expires, RefreshOn: expires.Add(-time.Minute)}, nil
-		}}, func() (azcore.TokenCredential, error) { return nil, errors.New("no default credential in a test") })
-		tok, err := a.GetToken(context.Background(), scope)
-		want := strings.Fields(scope)
-		if len(want) == 0 {
-			if err == nil || calls != 0 {
-				t.Fatalf("GetToken(%q): err %v after %d calls; want an error and no call", scope, err, calls)
-			}
-			return
-		}
-		if err != nil || calls != 1 || !slices.Equal(got, want) {
-			t.Fatalf("GetToken(%q): scopes %q, err %v; want %q", scope, got, err, want)
-		}
-		if !tok.ExpiresOn.Equal(expires) || !tok.RefreshOn.Equal(expires.Add(-time.Minute)) {
-			t.Fatalf("times not carried over: %v", tok)
-		}
-	})
 }

@@ -25,12 +25,13 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"github.com/proxyauth/proxyauth/credential"
+	"github.com/proxyauth/proxyauth/credential/azuread"
 	"github.com/proxyauth/proxyauth/internal/sandbox"
 	"github.com/proxyauth/proxyauth/internal/testutil"
+	"github.com/proxyauth/proxyauth/internal/testutil/aztest"
 	"github.com/proxyauth/proxyauth/internal/tokencache"
 	"github.com/proxyauth/proxyauth/transport"
 )
@@ -119,13 +120,6 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// fakeAzCred is an azidentity-style credential that hands out one token.
-type fakeAzCred struct{ token string }
-
-func (f fakeAzCred) GetToken(ctx context.Context, _ policy.TokenRequestOptions) (azcore.AccessToken, error) {
-	return azcore.AccessToken{Token: f.token, ExpiresOn: time.Now().Add(time.Hour)}, nil
 }
 
 // TestNoSecretLeaks drives every flow (success, background refresh, 401
@@ -427,17 +421,17 @@ func TestNoSecretLeaks(t *testing.T) {
 		fn := credential.Func(func(ctx context.Context, s string) (credential.AccessToken, error) { return static.GetToken(ctx, s) })
 		a.print(log, "Func", fn)
 
-		az := credential.NewAzureAD(fakeAzCred{token: azToken})
+		az := azuread.New(aztest.Static(azcore.AccessToken{Token: azToken, ExpiresOn: time.Now().Add(time.Hour)}))
 		tr = transport.New(az, "https://cognitiveservices.azure.com/.default", &transport.Options{Base: upstream, Logger: log})
 		req, _ = http.NewRequest(http.MethodGet, proxy.URL+"/models", nil)
 		a.send(tr, req)
-		a.printAll(log, "AzureAD(fake)", az)
+		a.printAll(log, "azuread.Credential(fake)", az)
 		cs, err := azidentity.NewClientSecretCredential("00000000-0000-0000-0000-000000000000", clientID, azSecret, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		a.printAll(log, "AzureAD(ClientSecretCredential)", credential.NewAzureAD(cs))
-		a.printAll(log, "AzureAD(default, not created)", credential.NewAzureAD(nil))
+		a.printAll(log, "azuread.Credential(ClientSecretCredential)", azuread.New(cs))
+		a.printAll(log, "azuread.Credential(default, not created)", azuread.New(nil))
 	})
 
 	// Forbidden: the secrets in every form a server could echo them in,

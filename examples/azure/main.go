@@ -27,6 +27,7 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/proxyauth/proxyauth/credential"
+	"github.com/proxyauth/proxyauth/credential/azuread"
 	"github.com/proxyauth/proxyauth/transport"
 )
 
@@ -34,7 +35,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	// DefaultAzureCredential is created on the first token request, so
 	// building it here costs nothing when variables are missing.
-	code := run(ctx, os.Args[1:], os.Getenv, credential.NewAzureAD(nil), os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.Getenv, azuread.New(nil), os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }

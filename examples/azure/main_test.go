@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/proxyauth/proxyauth/credential"
+	"github.com/proxyauth/proxyauth/credential/azuread"
 	"github.com/proxyauth/proxyauth/internal/sandbox"
 	"github.com/proxyauth/proxyauth/internal/testutil"
 )
@@ -69,7 +70,7 @@ func TestRunMissingVariables(t *testing.T) {
 
 // sandboxAzure is an azidentity-style credential (azcore.TokenCredential)
 // that gets its tokens from the sandbox token endpoint, so that the example
-// runs through credential.AzureAD as it does with DefaultAzureCredential.
+// runs through azuread.Credential as it does with DefaultAzureCredential.
 type sandboxAzure struct {
 	oauth  *credential.OAuth2
 	scopes chan []string
@@ -99,7 +100,7 @@ func TestRunAgainstSandbox(t *testing.T) {
 	env := map[string]string{"OPENAI_BASE_URL": proxy.URL, "PROXYAUTH_SCOPE": "api://llm-proxy/.default"}
 
 	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), nil, envFrom(env), credential.NewAzureAD(az), &stdout, &stderr); code != 0 {
+	if code := run(context.Background(), nil, envFrom(env), azuread.New(az), &stdout, &stderr); code != 0 {
 		t.Fatalf("exit status %d; want 0; stderr: %s", code, stderr.String())
 	}
 	if got := stdout.String(); got != "pong\n" {

@@ -1,10 +1,11 @@
-package credential
+package azuread
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,17 +15,10 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
+	"github.com/proxyauth/proxyauth/credential"
 	"github.com/proxyauth/proxyauth/internal/testutil"
+	"github.com/proxyauth/proxyauth/internal/testutil/aztest"
 )
-
-// fakeAzCred is an azcore.TokenCredential whose GetToken is a function.
-type fakeAzCred struct {
-	getToken func(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error)
-}
-
-func (f fakeAzCred) GetToken(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
-	return f.getToken(ctx, opts)
-}
 
 func TestAzureADMapsScopesAndTimes(t *testing.T) {
 	t.Parallel()
@@ -41,10 +35,10 @@ func TestAzureADMapsScopesAndTimes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []string
-			a := NewAzureAD(fakeAzCred{func(_ context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
+			a := New(aztest.Cred(func(_ context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
 				got = opts.Scopes
 				return azcore.AccessToken{Token: "tok-" + tt.name, ExpiresOn: expires, RefreshOn: refresh}, nil
-			}})
+			}))
 			tok, err := a.GetToken(context.Background(), tt.scope)
 			if err != nil {
 				t.Fatalf("GetToken: got error %v; want none", err)
@@ -52,7 +46,7 @@ func TestAzureADMapsScopesAndTimes(t *testing.T) {
 			if !slices.Equal(got, tt.want) {
 				t.Errorf("Scopes: got %q; want %q", got, tt.want)
 			}
-			want := AccessToken{Token: "tok-" + tt.name, ExpiresOn: expires, RefreshOn: refresh}
+			want := credential.AccessToken{Token: "tok-" + tt.name, ExpiresOn: expires, RefreshOn: refresh}
 			if tok != want {
 				t.Errorf("token: got %+v (%s); want %+v", tok, tok.Token, want)
 			}
@@ -80,9 +74,9 @@ func TestAzureADErrorsStayReachable(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a := NewAzureAD(fakeAzCred{func(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+			a := New(aztest.Cred(func(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
 				return azcore.AccessToken{}, tt.cause
-			}})
+			}))
 			_, err := a.GetToken(context.Background(), "https://x/.default")
 			if err == nil || !tt.check(err) {
 				t.Errorf("GetToken: got error %v; want one that reaches %T", err, tt.cause)
@@ -93,9 +87,9 @@ func TestAzureADErrorsStayReachable(t *testing.T) {
 
 func TestAzureADEmptyToken(t *testing.T) {
 	t.Parallel()
-	a := NewAzureAD(fakeAzCred{func(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	a := New(aztest.Cred(func(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
 		return azcore.AccessToken{ExpiresOn: time.Now().Add(time.Hour)}, nil
-	}})
+	}))
 	if _, err := a.GetToken(context.Background(), "https://x/.default"); err == nil {
 		t.Errorf("GetToken: got no error for an empty token; want one")
 	}
@@ -104,7 +98,7 @@ func TestAzureADEmptyToken(t *testing.T) {
 func TestAzureADCanceledContext(t *testing.T) {
 	t.Parallel()
 	var created atomic.Int64
-	a := newAzureAD(nil, func() (azcore.TokenCredential, error) {
+	a := newCredential(nil, func() (azcore.TokenCredential, error) {
 		created.Add(1)
 		return nil, errors.New("must not be called")
 	})
@@ -127,18 +121,18 @@ func TestAzureADLazyDefaultOnce(t *testing.T) {
 	const callers = 100
 	inside := testutil.NewBarrier(t, callers)
 	var entered, created, calls atomic.Int64
-	a := newAzureAD(nil, func() (azcore.TokenCredential, error) {
+	a := newCredential(nil, func() (azcore.TokenCredential, error) {
 		created.Add(1)
 		// Bounded, so that a broken lock cannot hang the test; the
 		// counts below then fail it.
 		for deadline := time.Now().Add(testutil.HangTimeout); entered.Load() < callers && time.Now().Before(deadline); {
 			time.Sleep(time.Millisecond)
 		}
-		return fakeAzCred{func(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+		return aztest.Cred(func(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
 			n := calls.Add(1)
 			inside.Arrive()
 			return azcore.AccessToken{Token: fmt.Sprint("tok-", n), ExpiresOn: time.Now().Add(time.Hour)}, nil
-		}}, nil
+		}), nil
 	})
 	var wg sync.WaitGroup
 	errs := make(chan error, callers)
@@ -169,13 +163,13 @@ func TestAzureADLazyDefaultRetriedAfterFailure(t *testing.T) {
 	t.Parallel()
 	cause := azidentity.NewCredentialUnavailableError("DefaultAzureCredential: no credential in this environment")
 	var created atomic.Int64
-	a := newAzureAD(nil, func() (azcore.TokenCredential, error) {
+	a := newCredential(nil, func() (azcore.TokenCredential, error) {
 		if created.Add(1) == 1 {
 			return nil, cause
 		}
-		return fakeAzCred{func(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+		return aztest.Cred(func(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
 			return azcore.AccessToken{Token: "tok", ExpiresOn: time.Now().Add(time.Hour)}, nil
-		}}, nil
+		}), nil
 	})
 
 	_, err := a.GetToken(context.Background(), "https://x/.default")
@@ -191,4 +185,37 @@ func TestAzureADLazyDefaultRetriedAfterFailure(t *testing.T) {
 	if got := created.Load(); got != 2 {
 		t.Errorf("creations: got %d; want 2 (one failed, one kept)", got)
 	}
+}
+
+// FuzzAzureADScope checks that a scope reaches an azidentity credential as
+// strings.Fields(scope), that an empty one is refused without a call, and
+// that the token's times are carried over.
+func FuzzAzureADScope(f *testing.F) {
+	for _, s := range []string{"", " ", "https://cognitiveservices.azure.com/.default", "a b\tc\n", "\u00a0x\u2028y", "\xff"} {
+		f.Add(s)
+	}
+	expires := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, scope string) {
+		var got []string
+		calls := 0
+		a := newCredential(aztest.Cred(func(_ context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
+			calls++
+			got = opts.Scopes
+			return azcore.AccessToken{Token: "az", ExpiresOn: expires, RefreshOn: expires.Add(-time.Minute)}, nil
+		}), func() (azcore.TokenCredential, error) { return nil, errors.New("no default credential in a test") })
+		tok, err := a.GetToken(context.Background(), scope)
+		want := strings.Fields(scope)
+		if len(want) == 0 {
+			if err == nil || calls != 0 {
+				t.Fatalf("GetToken(%q): err %v after %d calls; want an error and no call", scope, err, calls)
+			}
+			return
+		}
+		if err != nil || calls != 1 || !slices.Equal(got, want) {
+			t.Fatalf("GetToken(%q): scopes %q, err %v; want %q", scope, got, err, want)
+		}
+		if !tok.ExpiresOn.Equal(expires) || !tok.RefreshOn.Equal(expires.Add(-time.Minute)) {
+			t.Fatalf("times not carried over: %v", tok)
+		}
+	})
 }

@@ -1,8 +1,9 @@
-package credential_test
+package azuread_test
 
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -137,4 +138,13 @@ func entraJSON(status int, v any) *http.Response {
 		panic(err)
 	}
 	return jsonResponse(status, string(b))
+}
+
+// jsonResponse returns a JSON answer.
+func jsonResponse(status int, body string) *http.Response {
+	return &http.Response{
+		StatusCode: status,
+		Header:     http.Header{"Content-Type": {"application/json"}},
+		Body:       io.NopCloser(strings.NewReader(body)),
+	}
 }

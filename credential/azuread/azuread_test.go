@@ -1,4 +1,4 @@
-package credential_test
+package azuread_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"github.com/proxyauth/proxyauth/credential"
+	"github.com/proxyauth/proxyauth/credential/azuread"
 )
 
 const entraScope = "https://cognitiveservices.azure.com/.default"
@@ -18,7 +19,7 @@ const entraScope = "https://cognitiveservices.azure.com/.default"
 func TestAzureADClientSecretCredential(t *testing.T) {
 	t.Parallel()
 	entra := newFakeEntra(t, time.Hour)
-	a := credential.NewAzureAD(entra.credential(t, entraSecret))
+	a := azuread.New(entra.credential(t, entraSecret))
 
 	before := time.Now()
 	tok, err := a.GetToken(context.Background(), entraScope)
@@ -47,7 +48,7 @@ func TestAzureADRefreshOn(t *testing.T) {
 	t.Parallel()
 	entra := newFakeEntra(t, 2*time.Hour)
 	entra.refreshIn = 30 * time.Minute
-	a := credential.NewAzureAD(entra.credential(t, entraSecret))
+	a := azuread.New(entra.credential(t, entraSecret))
 
 	before := time.Now()
 	tok, err := a.GetToken(context.Background(), entraScope)
@@ -69,7 +70,7 @@ func TestAzureADWrongSecret(t *testing.T) {
 	t.Parallel()
 	entra := newFakeEntra(t, time.Hour)
 	const wrong = "not-the-secret-42"
-	a := credential.NewAzureAD(entra.credential(t, wrong))
+	a := azuread.New(entra.credential(t, wrong))
 
 	tok, err := a.GetToken(context.Background(), entraScope)
 	if err == nil {
@@ -82,8 +83,8 @@ func TestAzureADWrongSecret(t *testing.T) {
 	if afe.RawResponse == nil || afe.RawResponse.StatusCode != 401 {
 		t.Errorf("RawResponse: got %v; want a 401", afe.RawResponse)
 	}
-	if !strings.HasPrefix(err.Error(), "credential: ") {
-		t.Errorf("error: got %q; want the prefix %q", err, "credential: ")
+	if !strings.HasPrefix(err.Error(), "azuread: ") {
+		t.Errorf("error: got %q; want the prefix %q", err, "azuread: ")
 	}
 	if strings.Contains(err.Error(), wrong) {
 		t.Errorf("error %q contains the client secret", err)
@@ -96,10 +97,10 @@ func TestAzureADWrongSecret(t *testing.T) {
 func TestAzureADEmptyScope(t *testing.T) {
 	t.Parallel()
 	entra := newFakeEntra(t, time.Hour)
-	a := credential.NewAzureAD(entra.credential(t, entraSecret))
+	a := azuread.New(entra.credential(t, entraSecret))
 	for _, scope := range []string{"", " ", "\t\n"} {
 		_, err := a.GetToken(context.Background(), scope)
-		if err == nil || !strings.Contains(err.Error(), "needs a scope") {
+		if err == nil || !strings.Contains(err.Error(), "a scope is required") {
 			t.Errorf("GetToken(%q): got error %v; want one that says a scope is needed", scope, err)
 		}
 	}
@@ -111,18 +112,18 @@ func TestAzureADEmptyScope(t *testing.T) {
 func TestAzureADPrintsNoSecret(t *testing.T) {
 	t.Parallel()
 	entra := newFakeEntra(t, time.Hour)
-	a := credential.NewAzureAD(entra.credential(t, entraSecret))
+	a := azuread.New(entra.credential(t, entraSecret))
 	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x"} {
-		for _, v := range []any{a, struct{ A *credential.AzureAD }{a}} {
+		for _, v := range []any{a, struct{ A *azuread.Credential }{a}} {
 			if got := fmt.Sprintf(verb, v); strings.Contains(got, entraSecret) || strings.Contains(got, entra.clientID) {
 				t.Errorf("Sprintf(%q): got %s; want no secret or client ID", verb, got)
 			}
 		}
 	}
-	if got, want := fmt.Sprint(a), "credential.AzureAD{Credential:*azidentity.ClientSecretCredential}"; got != want {
+	if got, want := fmt.Sprint(a), "azuread.Credential{Credential:*azidentity.ClientSecretCredential}"; got != want {
 		t.Errorf("Sprint: got %s; want %s", got, want)
 	}
-	if got, want := fmt.Sprint(credential.NewAzureAD(nil)), "credential.AzureAD{Credential:DefaultAzureCredential, not created yet}"; got != want {
-		t.Errorf("Sprint of NewAzureAD(nil): got %s; want %s", got, want)
+	if got, want := fmt.Sprint(azuread.New(nil)), "azuread.Credential{Credential:DefaultAzureCredential, not created yet}"; got != want {
+		t.Errorf("Sprint of New(nil): got %s; want %s", got, want)
 	}
 }

@@ -1,4 +1,4 @@
-package credential_test
+package azuread_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 
 	"github.com/jarcoal/httpmock"
 
-	"github.com/proxyauth/proxyauth/credential"
+	"github.com/proxyauth/proxyauth/credential/azuread"
 	"github.com/proxyauth/proxyauth/internal/testutil"
 	"github.com/proxyauth/proxyauth/transport"
 )
@@ -73,7 +73,7 @@ func TestAzureADThroughTransportOneTokenRequestPerRefresh(t *testing.T) {
 		return httpmock.NewStringResponse(http.StatusNoContent, ""), nil
 	})
 
-	tr := transport.New(credential.NewAzureAD(entra.credential(t, entraSecret)), entraScope, &transport.Options{Base: api})
+	tr := transport.New(azuread.New(entra.credential(t, entraSecret)), entraScope, &transport.Options{Base: api})
 	client := &http.Client{Transport: tr}
 	distinct := func() int {
 		mu.Lock()
