@@ -1,24 +1,42 @@
 # The two commands a newcomer needs: `make demo` and `make test`.
+#
+# The library is the module at the root. Three nested modules hold what a
+# library user must not inherit: examples/ (runnable programs and the demo),
+# bench/ (comparisons with x/oauth2 and azcore) and interop/ (tests against
+# third-party servers). Every target below covers all of them.
+SHELL       := bash
+.SHELLFLAGS := -eu -o pipefail -c
+
 GO          ?= go
 FUZZTIME    ?= 30s
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+MODULES     := . examples bench interop
 
 .PHONY: all demo test lint fuzz bench soak
 
 all: lint test
 
+# The first build compiles openai-go, which takes a while on a small
+# machine: say so first, and show the packages as they are compiled.
 demo:
-	$(GO) run ./examples/demo
+	@echo "make demo: building the demo (the first build compiles openai-go: about 2 minutes on a small machine)"
+	@cd examples && $(GO) build -v -o ../bin/demo ./demo 2>&1 | sed -u 's/^/  compiled /'
+	@echo "make demo: running it (about 15 s)"
+	@./bin/demo
 
 test:
-	$(GO) vet ./...
-	$(GO) test -race -count=1 ./...
+	@for m in $(MODULES); do \
+	  echo "== module $$m"; \
+	  (cd $$m && $(GO) vet ./... && $(GO) test -race -count=1 ./...); \
+	done
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needs to run on:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
-	$(GO) run $(STATICCHECK) ./...
+	@for m in $(MODULES); do \
+	  echo "== module $$m"; \
+	  (cd $$m && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...); \
+	done
 
 # Compares proxyauth with x/oauth2 and azcore (Go benchmarks, benchstat,
 # scenarios) and writes BENCHMARKS.md: about 5½ minutes; LONG=1 adds a
@@ -26,9 +44,9 @@ lint:
 bench:
 	GO=$(GO) ./scripts/bench.sh
 
-# Runs every Fuzz target of every package for FUZZTIME each.
+# Runs every Fuzz target of the library for FUZZTIME each.
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
+	@for pkg in $$($(GO) list ./...); do \
 	  for fn in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 	    echo "== $$pkg $$fn ($(FUZZTIME))"; \
 	    $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; \

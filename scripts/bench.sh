@@ -23,13 +23,14 @@ if [ -z "$work" ]; then
 	trap 'rm -rf "$work"' EXIT
 fi
 mkdir -p "$work"
+work=$(cd "$work" && pwd) # the nested module runs from bench/
 
 began=$(date +%s)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-benchcmd="go test -run '^\$' -bench . -benchmem -count $COUNT -cpu $CPU -benchtime $BENCHTIME ./bench"
+benchcmd="go test -run '^\$' -bench . -benchmem -count $COUNT -cpu $CPU -benchtime $BENCHTIME . (in the bench module)"
 
 echo "== Go benchmarks: $benchcmd" >&2
-"$GO" test -run '^$' -bench . -benchmem -count "$COUNT" -cpu "$CPU" -benchtime "$BENCHTIME" ./bench | tee "$work/bench.txt" >&2
+(cd bench && "$GO" test -run '^$' -bench . -benchmem -count "$COUNT" -cpu "$CPU" -benchtime "$BENCHTIME" .) | tee "$work/bench.txt" >&2
 
 cachecmd="go test -run '^\$' -bench CacheGet -benchmem -count $COUNT -cpu $CPU -benchtime $BENCHTIME ./transport"
 echo "== Go benchmarks: $cachecmd" >&2
@@ -40,14 +41,14 @@ stat() { "$GO" run "$BENCHSTAT" "$@" "$work/bench.txt"; }
 stat -filter '.name:Cached' -col /impl >"$work/stat-cached.txt"
 stat -filter '.name:CachedParallel' -col /impl >"$work/stat-parallel.txt"
 stat -filter '.name:Scaling' -row /goroutines -col /impl -table /gomaxprocs >"$work/stat-scaling.txt"
-"$GO" run ./bench/cmd/report "$work/bench.txt" >"$work/report.md"
+(cd bench && "$GO" run ./cmd/report "$work/bench.txt") >"$work/report.md"
 
 echo "== scenarios" >&2
 scen_began=$(date +%s)
-"$GO" run ./bench/cmd/scenarios -level 3 >"$work/scenarios.md"
+(cd bench && "$GO" run ./cmd/scenarios -level 3) >"$work/scenarios.md"
 if [ "${LONG:-0}" = 1 ]; then
-	"$GO" run ./bench/cmd/scenarios -level 3 -only rollover -lifetime 35s -lifetimes 2 -margin 4s -targets=false \
-		-title "Rollover with 35 s tokens (LONG=1): 64 workers, 2 token lifetimes" >"$work/long.md"
+	(cd bench && "$GO" run ./cmd/scenarios -level 3 -only rollover -lifetime 35s -lifetimes 2 -margin 4s -targets=false \
+		-title "Rollover with 35 s tokens (LONG=1): 64 workers, 2 token lifetimes") >"$work/long.md"
 fi
 scen_secs=$(($(date +%s) - scen_began))
 
@@ -58,10 +59,10 @@ cores=$(nproc)
 goversion=$("$GO" env GOVERSION)
 
 made_by="make bench"
-scen_cmd="go run ./bench/cmd/scenarios"
+scen_cmd="go run ./cmd/scenarios (in bench/)"
 if [ "${LONG:-0}" = 1 ]; then
 	made_by="LONG=1 make bench"
-	scen_cmd="$scen_cmd\`, then \`go run ./bench/cmd/scenarios -only rollover -lifetime 35s -lifetimes 2 -margin 4s"
+	scen_cmd="$scen_cmd\`, then \`go run ./cmd/scenarios -only rollover -lifetime 35s -lifetimes 2 -margin 4s"
 fi
 
 {

@@ -11,7 +11,7 @@
 //
 // Usage:
 //
-//	go run ./examples/demo [-duration 5s] [-workers 64] [-v]
+//	go run ./demo [-duration 5s] [-workers 64] [-v]   (in the examples module)
 package main
 
 import (
@@ -77,6 +77,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "Tokens live %v, each token request takes %v, both layers refresh %v before expiry;\nall issued tokens are revoked %v into each run.\n\n",
 		cfg.TokenLifetime, cfg.TokenLatency, cfg.RefreshBefore, cfg.RevokeAt)
 
+	cfg.OnLayer = func(layer string) {
+		fmt.Fprintf(stderr, "driving %d workers through %s for %v...\n", cfg.Workers, layer, cfg.Duration)
+	}
 	rep, err := runWorkload(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "demo:", err)

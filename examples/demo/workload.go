@@ -35,6 +35,9 @@ type Config struct {
 	// OnEvent, if set, hears of every token event of the named layer's
 	// token endpoint as it happens. Events never carry the token.
 	OnEvent func(layer string, since time.Duration, e sandbox.Event)
+	// OnLayer, if set, hears the name of each layer as its run starts, so
+	// that a reader is told what the silence is about.
+	OnLayer func(layer string)
 }
 
 func (c Config) check() error {
@@ -151,6 +154,9 @@ func runWorkload(ctx context.Context, cfg Config) (Report, error) {
 	}
 	rep := Report{Config: cfg}
 	for _, l := range layers {
+		if cfg.OnLayer != nil {
+			cfg.OnLayer(l.name)
+		}
 		lr, err := runLayer(ctx, cfg, l)
 		if err != nil {
 			return rep, fmt.Errorf("%s: %w", l.name, err)

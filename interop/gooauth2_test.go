@@ -1,4 +1,4 @@
-package credential_test
+package interop_test
 
 import (
 	"context"
