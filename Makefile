@@ -24,7 +24,14 @@ demo:
 	@echo "make demo: running it (about 15 s)"
 	@./bin/demo
 
-test:
+# The interop tests run npm packages (oidc-provider, the OpenAI Node SDK),
+# installed from the committed lockfile.
+NODE_DEPS := interop/node_modules/.package-lock.json
+$(NODE_DEPS): interop/package.json interop/package-lock.json
+	@command -v npm >/dev/null || { echo "make: the interop tests need Node.js (20.19 or newer) and npm: apt-get install nodejs npm" >&2; exit 1; }
+	cd interop && npm ci --no-audit --no-fund
+
+test: $(NODE_DEPS)
 	@for m in $(MODULES); do \
 	  echo "== module $$m"; \
 	  (cd $$m && $(GO) vet ./... && $(GO) test -race -count=1 ./...); \

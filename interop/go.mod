@@ -23,3 +23,6 @@ require (
 )
 
 replace github.com/proxyauth/proxyauth => ../
+
+// node_modules holds the npm packages the tests run (npm ci); no Go code.
+ignore ./node_modules
