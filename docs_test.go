@@ -53,6 +53,23 @@ func TestDocsCitedTestsExist(t *testing.T) {
 	}
 }
 
+// TestDocsBenchmarksKeepsHandWritten checks that BENCHMARKS.md has the
+// markers by which scripts/bench.sh finds the hand-written sections it keeps
+// when it writes the file anew.
+func TestDocsBenchmarksKeepsHandWritten(t *testing.T) {
+	script := readFile(t, filepath.Join("scripts", "bench.sh"))
+	doc := readFile(t, "BENCHMARKS.md")
+	for _, v := range []string{"kept_begin", "kept_end"} {
+		m := regexp.MustCompile(`(?m)^` + v + `='([^']+)'$`).FindStringSubmatch(script)
+		if m == nil {
+			t.Fatalf("scripts/bench.sh sets no %s='...'", v)
+		}
+		if n := strings.Count("\n"+doc+"\n", "\n"+m[1]+"\n"); n != 1 {
+			t.Errorf("BENCHMARKS.md has the line %q %d times; want once", m[1], n)
+		}
+	}
+}
+
 // TestDocsCheckerFindsBrokenLinks shows that the link check fails on broken
 // links and stays quiet on what is not a link.
 func TestDocsCheckerFindsBrokenLinks(t *testing.T) {
