@@ -30,11 +30,11 @@ import (
 // TestDocsLinks checks every relative link of every Markdown file in the
 // repository.
 func TestDocsLinks(t *testing.T) {
-	files := markdownFiles(t, ".")
+	files := docMarkdownFiles(t, ".")
 	if !slices.Contains(files, "README.md") {
 		t.Fatalf("found Markdown files %q; want README.md among them", files)
 	}
-	for _, p := range checkLinks(t, ".", files) {
+	for _, p := range checkDocLinks(t, ".", files) {
 		t.Error(p)
 	}
 }
@@ -43,12 +43,12 @@ func TestDocsLinks(t *testing.T) {
 // a Markdown file names is defined in a _test.go file of the repository, so
 // that a renamed test cannot leave a document pointing at nothing.
 func TestDocsCitedTestsExist(t *testing.T) {
-	files := markdownFiles(t, ".")
-	defined := definedTests(t, ".")
+	files := docMarkdownFiles(t, ".")
+	defined := docDefinedTests(t, ".")
 	if !defined["TestDocsCitedTestsExist"] {
 		t.Fatalf("found %d test functions, not this one: the walk of the repository is broken", len(defined))
 	}
-	for _, p := range checkCitedTests(t, ".", files, defined) {
+	for _, p := range checkDocCitedTests(t, ".", files, defined) {
 		t.Error(p)
 	}
 }
@@ -57,8 +57,8 @@ func TestDocsCitedTestsExist(t *testing.T) {
 // markers by which scripts/bench.sh finds the hand-written sections it keeps
 // when it writes the file anew.
 func TestDocsBenchmarksKeepsHandWritten(t *testing.T) {
-	script := readFile(t, filepath.Join("scripts", "bench.sh"))
-	doc := readFile(t, "BENCHMARKS.md")
+	script := docReadFile(t, filepath.Join("scripts", "bench.sh"))
+	doc := docReadFile(t, "BENCHMARKS.md")
 	for _, v := range []string{"kept_begin", "kept_end"} {
 		m := regexp.MustCompile(`(?m)^` + v + `='([^']+)'$`).FindStringSubmatch(script)
 		if m == nil {
@@ -74,7 +74,7 @@ func TestDocsBenchmarksKeepsHandWritten(t *testing.T) {
 // links and stays quiet on what is not a link.
 func TestDocsCheckerFindsBrokenLinks(t *testing.T) {
 	dir := t.TempDir()
-	write(t, dir, "README.md", "# Title\n\n"+
+	docWrite(t, dir, "README.md", "# Title\n\n"+
 		"See [docs](docs/a.md), [a heading](docs/a.md#whats-new--changed), [here](#title),\n"+
 		"[the dir](docs), [a line](code.go#L2), [site](https://example.com/x.md),\n"+
 		"[mail](mailto:a@example.com) and [ref].\n\n"+
@@ -84,17 +84,17 @@ func TestDocsCheckerFindsBrokenLinks(t *testing.T) {
 		"[bad]: docs/b.md\n\n"+
 		"```md\n[in a fence](fence.md)\n# Not a heading\n```\n\n"+
 		"`[in a span](span.md)` and ``[two ticks `x`](span2.md)``.\n")
-	write(t, dir, "docs/a.md", "# What's new / changed\n\n## Second\n\n## Second\n\n"+
+	docWrite(t, dir, "docs/a.md", "# What's new / changed\n\n## Second\n\n## Second\n\n"+
 		"[back](../README.md#title) [up](../README.md#not-a-heading)\n")
-	write(t, dir, "code.go", "package x\n\nvar _ = 1\n")
-	write(t, dir, "node_modules/m/x.md", "[skipped](nowhere.md)\n")
-	write(t, dir, "testdata/x.md", "[skipped](nowhere.md)\n")
+	docWrite(t, dir, "code.go", "package x\n\nvar _ = 1\n")
+	docWrite(t, dir, "node_modules/m/x.md", "[skipped](nowhere.md)\n")
+	docWrite(t, dir, "testdata/x.md", "[skipped](nowhere.md)\n")
 
-	files := markdownFiles(t, dir)
+	files := docMarkdownFiles(t, dir)
 	if want := []string{"README.md", "docs/a.md"}; !slices.Equal(files, want) {
 		t.Fatalf("markdownFiles = %q; want %q", files, want)
 	}
-	got := checkLinks(t, dir, files)
+	got := checkDocLinks(t, dir, files)
 	want := []string{
 		`README.md:9: link "missing.md": missing.md does not exist`,
 		`README.md:9: link "docs/a.md#nowhere": docs/a.md has no heading with anchor "nowhere"`,
@@ -113,20 +113,20 @@ func TestDocsCheckerFindsBrokenLinks(t *testing.T) {
 // on a name no test file defines, and ignores words that only look alike.
 func TestDocsCheckerFindsUndefinedTests(t *testing.T) {
 	dir := t.TempDir()
-	write(t, dir, "README.md", "TestThere and FuzzThere/sub, ExampleThere, `go test -run '^TestGone$'`.\n"+
+	docWrite(t, dir, "README.md", "TestThere and FuzzThere/sub, ExampleThere, `go test -run '^TestGone$'`.\n"+
 		"Testing, Fuzzing, Examples, Example, TestdataDir are words; so is MyTestThing.\n"+
 		"*FuzzGone*, Example_gone.\n")
-	write(t, dir, "x_test.go", "package x\n\nimport \"testing\"\n\n"+
+	docWrite(t, dir, "x_test.go", "package x\n\nimport \"testing\"\n\n"+
 		"func TestThere(t *testing.T) {}\nfunc FuzzThere(f *testing.F) {}\nfunc ExampleThere() {}\n"+
 		"func (x) TestMethod() {}\n")
-	write(t, dir, "x.go", "package x\n\nfunc TestdataDir() {}\n\ntype x struct{}\n")
-	write(t, dir, "testdata/y_test.go", "package y\n\nfunc TestGone() {}\n")
+	docWrite(t, dir, "x.go", "package x\n\nfunc TestdataDir() {}\n\ntype x struct{}\n")
+	docWrite(t, dir, "testdata/y_test.go", "package y\n\nfunc TestGone() {}\n")
 
-	defined := definedTests(t, dir)
+	defined := docDefinedTests(t, dir)
 	if want := []string{"ExampleThere", "FuzzThere", "TestThere"}; !slices.Equal(slices.Sorted(maps.Keys(defined)), want) {
 		t.Fatalf("definedTests = %v; want %q", defined, want)
 	}
-	got := checkCitedTests(t, dir, markdownFiles(t, dir), defined)
+	got := checkDocCitedTests(t, dir, docMarkdownFiles(t, dir), defined)
 	want := []string{
 		`README.md:1: TestGone is not defined in any _test.go file`,
 		`README.md:3: FuzzGone is not defined in any _test.go file`,
@@ -137,8 +137,8 @@ func TestDocsCheckerFindsUndefinedTests(t *testing.T) {
 	}
 }
 
-// TestDocsAnchors compares the heading anchors with the ones GitHub makes
-// for the same headings (taken from GitHub's rendering, not computed).
+// TestDocsAnchors compares mdSlug with the anchors GitHub gives such
+// headings, written out by hand rather than computed.
 func TestDocsAnchors(t *testing.T) {
 	tests := []struct {
 		heading string
@@ -152,22 +152,26 @@ func TestDocsAnchors(t *testing.T) {
 		{"Rollover with 35 s tokens (LONG=1): 64 workers, 2 token lifetimes", "rollover-with-35-s-tokens-long1-64-workers-2-token-lifetimes"},
 		{"snake_case and **bold** and [a link](x.md)", "snake_case-and-bold-and-a-link"},
 		{"Größe × 2 …", "größe--2-"},
+		{"foo _italic_ bar and __init__", "foo-italic-bar-and-init"},
+		{"foo_foo_bar", "foo_foo_bar"},
+		{"`a.b` c", "ab-c"},
+		{"1) not a list", "1-not-a-list"},
 	}
 	for _, tt := range tests {
-		if got := slug(tt.heading); got != tt.want {
+		if got := mdSlug(tt.heading); got != tt.want {
 			t.Errorf("slug(%q) = %q; want %q", tt.heading, got, tt.want)
 		}
 	}
 }
 
-// skipDir reports whether a directory holds no files of the project's own.
-func skipDir(name string) bool {
+// docSkipDir reports whether a directory holds no files of the project's own.
+func docSkipDir(name string) bool {
 	return name == ".git" || name == "node_modules" || name == "testdata" || name == "vendor"
 }
 
-// markdownFiles returns the slash-separated paths, relative to root and
+// docMarkdownFiles returns the slash-separated paths, relative to root and
 // sorted, of the Markdown files under root.
-func markdownFiles(t *testing.T, root string) []string {
+func docMarkdownFiles(t *testing.T, root string) []string {
 	t.Helper()
 	var files []string
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -175,7 +179,7 @@ func markdownFiles(t *testing.T, root string) []string {
 			return err
 		}
 		if d.IsDir() {
-			if p != root && skipDir(d.Name()) {
+			if p != root && docSkipDir(d.Name()) {
 				return filepath.SkipDir
 			}
 			return nil
@@ -196,9 +200,9 @@ func markdownFiles(t *testing.T, root string) []string {
 	return files
 }
 
-// definedTests returns the names of the top-level Test, Fuzz and Example
+// docDefinedTests returns the names of the top-level Test, Fuzz and Example
 // functions in the _test.go files under root.
-func definedTests(t *testing.T, root string) map[string]bool {
+func docDefinedTests(t *testing.T, root string) map[string]bool {
 	t.Helper()
 	defined := map[string]bool{}
 	fset := token.NewFileSet()
@@ -207,7 +211,7 @@ func definedTests(t *testing.T, root string) map[string]bool {
 			return err
 		}
 		if d.IsDir() {
-			if p != root && skipDir(d.Name()) {
+			if p != root && docSkipDir(d.Name()) {
 				return filepath.SkipDir
 			}
 			return nil
@@ -220,7 +224,7 @@ func definedTests(t *testing.T, root string) map[string]bool {
 			return err
 		}
 		for _, decl := range f.Decls {
-			if fn, ok := decl.(*ast.FuncDecl); ok && fn.Recv == nil && citedName.MatchString(fn.Name.Name) {
+			if fn, ok := decl.(*ast.FuncDecl); ok && fn.Recv == nil && docCitedName.MatchString(fn.Name.Name) {
 				defined[fn.Name.Name] = true
 			}
 		}
@@ -232,19 +236,19 @@ func definedTests(t *testing.T, root string) map[string]bool {
 	return defined
 }
 
-// citedName matches the name of a test function as a document cites it:
+// docCitedName matches the name of a test function as a document cites it:
 // "TestFoo", "FuzzFoo", "ExampleFoo" or "Example_foo", not the words
 // "Testing" or "Examples".
-var citedName = regexp.MustCompile(`\b(?:Test[A-Z]\w*|Fuzz[A-Z]\w*|Example(?:[A-Z_]\w*)?)\b`)
+var docCitedName = regexp.MustCompile(`\b(?:Test[A-Z]\w*|Fuzz[A-Z]\w*|Example(?:[A-Z_]\w*)?)\b`)
 
-// checkCitedTests returns one problem for each test name cited in files
+// checkDocCitedTests returns one problem for each test name cited in files
 // that defined does not hold.
-func checkCitedTests(t *testing.T, root string, files []string, defined map[string]bool) []string {
+func checkDocCitedTests(t *testing.T, root string, files []string, defined map[string]bool) []string {
 	t.Helper()
 	var problems []string
 	for _, f := range files {
-		for i, line := range strings.Split(readFile(t, filepath.Join(root, f)), "\n") {
-			for _, name := range citedName.FindAllString(line, -1) {
+		for i, line := range strings.Split(docReadFile(t, filepath.Join(root, f)), "\n") {
+			for _, name := range docCitedName.FindAllString(line, -1) {
 				if name == "Example" {
 					continue // the word, not a function
 				}
@@ -257,25 +261,25 @@ func checkCitedTests(t *testing.T, root string, files []string, defined map[stri
 	return problems
 }
 
-// A link is the target of a Markdown link and the line it is on.
-type link struct {
+// An mdLink is the target of a Markdown link and the line it is on.
+type mdLink struct {
 	target string
 	line   int
 }
 
 var (
-	inlineLink = regexp.MustCompile(`!?\[[^\]]*\]\(\s*(<[^>]*>|[^()\s]+)(?:\s+(?:"[^"]*"|'[^']*'))?\s*\)`)
-	refDef     = regexp.MustCompile(`(?m)^ {0,3}\[[^\]]+\]:[ \t]*(<[^>]*>|\S+)`)
-	htmlLink   = regexp.MustCompile(`(?i)<(?:a|img)\b[^>]*?\s(?:href|src)\s*=\s*"([^"]*)"`)
-	atxHeading = regexp.MustCompile(`^ {0,3}#{1,6}(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$`)
-	htmlAnchor = regexp.MustCompile(`(?i)<a\b[^>]*?\s(?:name|id)\s*=\s*"([^"]*)"`)
-	scheme     = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*:`)
-	lineAnchor = regexp.MustCompile(`^L(\d+)(?:-L(\d+))?$`)
+	mdInlineLink = regexp.MustCompile(`!?\[[^\]]*\]\(\s*(<[^>]*>|[^()\s]+)(?:\s+(?:"[^"]*"|'[^']*'))?\s*\)`)
+	mdRefDef     = regexp.MustCompile(`(?m)^ {0,3}\[[^\]]+\]:[ \t]*(<[^>]*>|\S+)`)
+	mdHTMLLink   = regexp.MustCompile(`(?i)<(?:a|img)\b[^>]*?\s(?:href|src)\s*=\s*"([^"]*)"`)
+	mdATXHeading = regexp.MustCompile(`^ {0,3}#{1,6}(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$`)
+	mdHTMLAnchor = regexp.MustCompile(`(?i)<a\b[^>]*?\s(?:name|id)\s*=\s*"([^"]*)"`)
+	mdScheme     = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*:`)
+	mdLineAnchor = regexp.MustCompile(`^L(\d+)(?:-L(\d+))?$`)
 )
 
-// blank replaces b[from:to] by spaces, newlines kept, so that offsets and
+// mdBlank replaces b[from:to] by spaces, newlines kept, so that offsets and
 // line numbers stay those of the original.
-func blank(b []byte, from, to int) {
+func mdBlank(b []byte, from, to int) {
 	for i := from; i < to; i++ {
 		if b[i] != '\n' {
 			b[i] = ' '
@@ -283,8 +287,8 @@ func blank(b []byte, from, to int) {
 	}
 }
 
-// withoutFences returns src with its fenced code blocks blanked.
-func withoutFences(src string) string {
+// mdWithoutFences returns src with its fenced code blocks blanked.
+func mdWithoutFences(src string) string {
 	b := []byte(src)
 	// Fenced code blocks: a fence of three or more ` or ~, closed by a
 	// fence of the same character at least as long.
@@ -305,21 +309,21 @@ func withoutFences(src string) string {
 		switch {
 		case fence == "" && run != "":
 			fence = run
-			blank(b, off, off+len(line))
+			mdBlank(b, off, off+len(line))
 		case fence != "":
 			if run != "" && run[0] == fence[0] && len(run) >= len(fence) && strings.TrimSpace(trimmed[len(run):]) == "" {
 				fence = ""
 			}
-			blank(b, off, off+len(line))
+			mdBlank(b, off, off+len(line))
 		}
 		off += len(line)
 	}
 	return string(b)
 }
 
-// prose returns src with its fenced code blocks and code spans blanked.
-func prose(src string) string {
-	s := withoutFences(src)
+// mdProse returns src with its fenced code blocks and code spans blanked.
+func mdProse(src string) string {
+	s := mdWithoutFences(src)
 	b := []byte(s)
 	// Code spans: a run of n backticks up to the next run of exactly n,
 	// within one paragraph.
@@ -334,8 +338,8 @@ func prose(src string) string {
 		}
 		end := -1
 		for j := i + n; j < len(s); {
-			if s[j] == '\n' && strings.TrimSpace(lineAt(s, j+1)) == "" {
-				break // a blank line ends the paragraph
+			if s[j] == '\n' && strings.TrimSpace(mdLineAt(s, j+1)) == "" {
+				break // a mdBlank line ends the paragraph
 			}
 			if s[j] != '`' {
 				j++
@@ -355,14 +359,14 @@ func prose(src string) string {
 			i += n // a lone run is literal backticks
 			continue
 		}
-		blank(b, i, end+n)
+		mdBlank(b, i, end+n)
 		i = end + n
 	}
 	return string(b)
 }
 
-// lineAt returns the line of s that starts at i.
-func lineAt(s string, i int) string {
+// mdLineAt returns the line of s that starts at i.
+func mdLineAt(s string, i int) string {
 	if i >= len(s) {
 		return ""
 	}
@@ -370,30 +374,30 @@ func lineAt(s string, i int) string {
 	return line
 }
 
-// links returns the targets of the inline links, images, reference
+// mdLinks returns the targets of the inline links, images, reference
 // definitions and HTML links in src.
-func links(src string) []link {
-	text := prose(src)
-	var out []link
-	for _, re := range []*regexp.Regexp{inlineLink, refDef, htmlLink} {
+func mdLinks(src string) []mdLink {
+	text := mdProse(src)
+	var out []mdLink
+	for _, re := range []*regexp.Regexp{mdInlineLink, mdRefDef, mdHTMLLink} {
 		for _, m := range re.FindAllStringSubmatchIndex(text, -1) {
 			target := strings.TrimSuffix(strings.TrimPrefix(text[m[2]:m[3]], "<"), ">")
-			out = append(out, link{target: target, line: 1 + strings.Count(text[:m[0]], "\n")})
+			out = append(out, mdLink{target: target, line: 1 + strings.Count(text[:m[0]], "\n")})
 		}
 	}
-	slices.SortStableFunc(out, func(a, b link) int { return a.line - b.line })
+	slices.SortStableFunc(out, func(a, b mdLink) int { return a.line - b.line })
 	return out
 }
 
-// anchors returns the anchors of the headings in a Markdown file, as GitHub
+// mdAnchors returns the anchors of the headings in a Markdown file, as GitHub
 // makes them, and of its HTML anchors.
-func anchors(src string) map[string]bool {
+func mdAnchors(src string) map[string]bool {
 	set := map[string]bool{}
 	seen := map[string]int{}
-	text := withoutFences(src)
+	text := mdWithoutFences(src)
 	for _, line := range strings.Split(text, "\n") {
-		if m := atxHeading.FindStringSubmatch(line); m != nil {
-			s := slug(m[1])
+		if m := mdATXHeading.FindStringSubmatch(line); m != nil {
+			s := mdSlug(m[1])
 			// GitHub numbers repeated headings: x, x-1, x-2.
 			if n := seen[s]; n > 0 {
 				set[s+"-"+strconv.Itoa(n)] = true
@@ -402,7 +406,7 @@ func anchors(src string) map[string]bool {
 			}
 			seen[s]++
 		}
-		for _, m := range htmlAnchor.FindAllStringSubmatch(line, -1) {
+		for _, m := range mdHTMLAnchor.FindAllStringSubmatch(line, -1) {
 			set[m[1]] = true
 		}
 	}
@@ -410,46 +414,64 @@ func anchors(src string) map[string]bool {
 }
 
 var (
-	linkText = regexp.MustCompile(`!?\[([^\]]*)\]\([^)]*\)`)
-	htmlTag  = regexp.MustCompile(`<[^>]+>`)
+	mdLinkText = regexp.MustCompile(`!?\[([^\]]*)\]\([^)]*\)`)
+	mdHTMLTag  = regexp.MustCompile(`<[^>]+>`)
 )
 
-// slug is GitHub's anchor for a heading: the text as rendered (link
-// targets, tags, backticks and emphasis stars dropped), lowercased, every
+// mdSlug is GitHub's anchor for a heading: the text as rendered (link
+// targets, tags, backticks and emphasis marks dropped), lowercased, every
 // character that is not a letter, a digit, a mark, '-', '_' or a space
-// removed, and each space made '-'.
-func slug(heading string) string {
-	text := linkText.ReplaceAllString(heading, "$1")
-	text = htmlTag.ReplaceAllString(text, "")
+// removed, and each space made '-'. An underscore counts as an emphasis
+// mark unless it stands between two letters or digits (CommonMark does not
+// emphasise inside words); a lone underscore next to a space is taken for
+// one too, which GitHub would keep.
+func mdSlug(heading string) string {
+	text := mdLinkText.ReplaceAllString(heading, "$1")
+	text = mdHTMLTag.ReplaceAllString(text, "")
+	rs := []rune(strings.ToLower(text))
+	word := func(i int) bool {
+		return i >= 0 && i < len(rs) && (unicode.IsLetter(rs[i]) || unicode.IsDigit(rs[i]))
+	}
 	var b strings.Builder
-	for _, r := range strings.ToLower(text) {
+	for i, r := range rs {
 		switch {
 		case r == ' ':
 			b.WriteByte('-')
-		case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r):
+		case r == '_':
+			before, after := i, i
+			for before > 0 && rs[before-1] == '_' {
+				before--
+			}
+			for after < len(rs) && rs[after] == '_' {
+				after++
+			}
+			if word(before-1) && word(after) {
+				b.WriteRune(r)
+			}
+		case r == '-' || unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r):
 			b.WriteRune(r)
 		}
 	}
 	return b.String()
 }
 
-// checkLinks returns one problem for each relative link in files (paths
+// checkDocLinks returns one problem for each relative link in files (paths
 // relative to root) that leads to nothing.
-func checkLinks(t *testing.T, root string, files []string) []string {
+func checkDocLinks(t *testing.T, root string, files []string) []string {
 	t.Helper()
 	anchorCache := map[string]map[string]bool{}
 	anchorsOf := func(p string) map[string]bool {
 		if a, ok := anchorCache[p]; ok {
 			return a
 		}
-		a := anchors(readFile(t, filepath.Join(root, filepath.FromSlash(p))))
+		a := mdAnchors(docReadFile(t, filepath.Join(root, filepath.FromSlash(p))))
 		anchorCache[p] = a
 		return a
 	}
 	var problems []string
 	for _, f := range files {
-		for _, l := range links(readFile(t, filepath.Join(root, filepath.FromSlash(f)))) {
-			if msg := checkLink(root, f, l.target, anchorsOf); msg != "" {
+		for _, l := range mdLinks(docReadFile(t, filepath.Join(root, filepath.FromSlash(f)))) {
+			if msg := checkDocLink(root, f, l.target, anchorsOf); msg != "" {
 				problems = append(problems, fmt.Sprintf("%s:%d: link %q: %s", f, l.line, l.target, msg))
 			}
 		}
@@ -457,10 +479,10 @@ func checkLinks(t *testing.T, root string, files []string) []string {
 	return problems
 }
 
-// checkLink says what is wrong with target, a link in the file from, or
+// checkDocLink says what is wrong with target, a link in the file from, or
 // returns "" if it leads somewhere.
-func checkLink(root, from, target string, anchorsOf func(string) map[string]bool) string {
-	if scheme.MatchString(target) {
+func checkDocLink(root, from, target string, anchorsOf func(string) map[string]bool) string {
+	if mdScheme.MatchString(target) {
 		return "" // http, https, mailto: not in the repository
 	}
 	rawPath, frag, _ := strings.Cut(target, "#")
@@ -494,7 +516,7 @@ func checkLink(root, from, target string, anchorsOf func(string) map[string]bool
 		return fmt.Sprintf("%s is a directory, which has no anchor %q", p, frag)
 	}
 	if !strings.HasSuffix(p, ".md") {
-		m := lineAnchor.FindStringSubmatch(frag)
+		m := mdLineAnchor.FindStringSubmatch(frag)
 		if m == nil {
 			return fmt.Sprintf("%s is not Markdown; its only anchors are lines (#L12, #L12-L20)", p)
 		}
@@ -516,7 +538,7 @@ func checkLink(root, from, target string, anchorsOf func(string) map[string]bool
 	return ""
 }
 
-func readFile(t *testing.T, p string) string {
+func docReadFile(t *testing.T, p string) string {
 	t.Helper()
 	data, err := os.ReadFile(p)
 	if err != nil {
@@ -525,7 +547,7 @@ func readFile(t *testing.T, p string) string {
 	return string(data)
 }
 
-func write(t *testing.T, dir, name, content string) {
+func docWrite(t *testing.T, dir, name, content string) {
 	t.Helper()
 	p := filepath.Join(dir, filepath.FromSlash(name))
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
