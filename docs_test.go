@@ -92,7 +92,7 @@ func TestDocsCheckerFindsBrokenLinks(t *testing.T) {
 
 	files := docMarkdownFiles(t, dir)
 	if want := []string{"README.md", "docs/a.md"}; !slices.Equal(files, want) {
-		t.Fatalf("markdownFiles = %q; want %q", files, want)
+		t.Fatalf("docMarkdownFiles = %q; want %q", files, want)
 	}
 	got := checkDocLinks(t, dir, files)
 	want := []string{
@@ -105,7 +105,7 @@ func TestDocsCheckerFindsBrokenLinks(t *testing.T) {
 		`docs/a.md:7: link "../README.md#not-a-heading": README.md has no heading with anchor "not-a-heading"`,
 	}
 	if !slices.Equal(got, want) {
-		t.Errorf("checkLinks reported\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		t.Errorf("checkDocLinks reported\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 
@@ -124,7 +124,7 @@ func TestDocsCheckerFindsUndefinedTests(t *testing.T) {
 
 	defined := docDefinedTests(t, dir)
 	if want := []string{"ExampleThere", "FuzzThere", "TestThere"}; !slices.Equal(slices.Sorted(maps.Keys(defined)), want) {
-		t.Fatalf("definedTests = %v; want %q", defined, want)
+		t.Fatalf("docDefinedTests = %v; want %q", defined, want)
 	}
 	got := checkDocCitedTests(t, dir, docMarkdownFiles(t, dir), defined)
 	want := []string{
@@ -133,7 +133,7 @@ func TestDocsCheckerFindsUndefinedTests(t *testing.T) {
 		`README.md:3: Example_gone is not defined in any _test.go file`,
 	}
 	if !slices.Equal(got, want) {
-		t.Errorf("checkCitedTests reported\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		t.Errorf("checkDocCitedTests reported\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 
@@ -159,7 +159,7 @@ func TestDocsAnchors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		if got := mdSlug(tt.heading); got != tt.want {
-			t.Errorf("slug(%q) = %q; want %q", tt.heading, got, tt.want)
+			t.Errorf("mdSlug(%q) = %q; want %q", tt.heading, got, tt.want)
 		}
 	}
 }
