@@ -13,13 +13,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/proxyauth/proxyauth/credential"
 	"github.com/proxyauth/proxyauth/internal/hosts"
+	"github.com/proxyauth/proxyauth/internal/redact"
 	"github.com/proxyauth/proxyauth/internal/tokencache"
 )
 
@@ -235,13 +235,7 @@ func (t *Transport) String() string {
 
 // Format prints String for every verb, so that %+v and %#v cannot walk into
 // the cache and the base transport.
-func (t *Transport) Format(f fmt.State, verb rune) {
-	s := t.String()
-	if verb == 'q' {
-		s = strconv.Quote(s)
-	}
-	_, _ = io.WriteString(f, s)
-}
+func (t *Transport) Format(f fmt.State, verb rune) { redact.Format(f, verb, t.String()) }
 
 func wrapTokenErr(err error) error { return fmt.Errorf("proxyauth: no token: %w", err) }
 

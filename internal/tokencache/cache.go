@@ -12,6 +12,8 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/proxyauth/proxyauth/credential"
+	"github.com/proxyauth/proxyauth/internal/bearer"
+	"github.com/proxyauth/proxyauth/internal/redact"
 )
 
 // Defaults and limits of the refresh and backoff policy.
@@ -72,8 +74,9 @@ func (e Entry) String() string {
 	return fmt.Sprintf("tokencache.Entry{Token:%v RefreshAt:%v UsableUntil:%v}", e.Token, e.refreshAt, e.usableUntil)
 }
 
-// Format keeps every fmt verb from printing Header, which holds the token.
-func (e Entry) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(e.String())) }
+// Format keeps every fmt verb from printing Authorization, which holds the
+// token.
+func (e Entry) Format(f fmt.State, verb rune) { redact.Format(f, verb, e.String()) }
 
 // Cache holds one token and keeps it fresh. It is safe for concurrent use.
 //
@@ -346,7 +349,7 @@ func (c *Cache) entryFor(tok credential.AccessToken, now time.Time) (*Entry, err
 	if tok.Token == "" {
 		return nil, ErrEmptyToken
 	}
-	if !validToken(tok.Token) {
+	if !bearer.Valid(tok.Token) {
 		return nil, ErrInvalidToken
 	}
 	// Expiry is a wall-clock fact. A time with a monotonic clock reading
@@ -388,18 +391,6 @@ func Schedule(f, exp, refreshOn time.Time, refreshBefore time.Duration) (refresh
 		refreshAt = half
 	}
 	return refreshAt, usableUntil
-}
-
-// validToken reports whether s can go into an Authorization header as it is:
-// visible ASCII only, so that a token can neither break the header nor be
-// rejected by net/http with its value in the message.
-func validToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] <= ' ' || s[i] >= 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // Invalidate drops the cached token if it is still token. A request that was
