@@ -42,10 +42,6 @@ const (
 	soakPayload  = `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"ping"}]}`
 )
 
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
 // countingCred counts the calls of a credential and how they ended.
 type countingCred struct {
 	inner                           credential.TokenCredential
@@ -75,7 +71,7 @@ type sendLog struct {
 }
 
 func (l *sendLog) wrap(base http.RoundTripper) http.RoundTripper {
-	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+	return testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		l.mu.Lock()
 		id := r.Header.Get("X-Request-Id")
 		l.sends[id] = append(l.sends[id], r.Header.Get("Authorization"))

@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/proxyauth/proxyauth/credential"
+	"github.com/proxyauth/proxyauth/internal/testutil"
 )
 
 // asciiLower lowercases ASCII letters only, as DNS compares names.
@@ -47,7 +48,7 @@ func netHTTPKeepsAuth(parent, host string) (kept, ok bool) {
 		return false, false
 	}
 	reached := false
-	c := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+	c := &http.Client{Transport: testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		if r.Response == nil {
 			h := http.Header{"Location": {to.String()}}
 			return &http.Response{StatusCode: http.StatusFound, Header: h, Body: http.NoBody, Request: r}, nil
@@ -201,7 +202,7 @@ func FuzzRoundTrip(f *testing.F) {
 		var calls []call
 		var respClosed [2]atomic.Int32
 		baseErr := errors.New("connection reset by fuzz")
-		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 			c := call{auth: authValues(r.Header)}
 			if r.Body != nil {
 				b, _ := io.ReadAll(r.Body)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/proxyauth/proxyauth/credential"
 	"github.com/proxyauth/proxyauth/internal/testutil"
+	"github.com/proxyauth/proxyauth/internal/testutil/testcred"
 )
 
 // Regression tests for bugs that the fuzz targets in fuzz_test.go found.
@@ -67,14 +68,14 @@ func TestSameHostOrSubdomainNonASCII(t *testing.T) {
 // leak audit in hardening/leak_test.go. Run with -race.
 func TestPrintTransportWhileInUse(t *testing.T) {
 	var sends atomic.Int64
-	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+	base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		status := http.StatusOK
 		if sends.Add(1)%2 == 1 {
 			status = http.StatusUnauthorized // every first send: a resend follows
 		}
-		return &http.Response{StatusCode: status, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+		return testutil.Response(r, status, ""), nil
 	})
-	tr := New(&counter{}, "s", &Options{Base: base})
+	tr := New(&testcred.Source{}, "s", &Options{Base: base})
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	wg.Go(func() {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/proxyauth/proxyauth/credential"
 	"github.com/proxyauth/proxyauth/internal/testutil"
+	"github.com/proxyauth/proxyauth/internal/testutil/testcred"
 )
 
 var errBoom = errors.New("identity provider says no")
@@ -28,16 +29,8 @@ func (s *source) fetch(ctx context.Context) (credential.AccessToken, error) {
 	return s.fn(ctx, s.calls.Add(1))
 }
 
-// lifetime returns a source whose n-th token is "tok-n", valid for life
-// from clk's now.
-func lifetime(clk *testutil.Clock, life time.Duration) *source {
-	return &source{fn: func(_ context.Context, n int64) (credential.AccessToken, error) {
-		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(life)}, nil
-	}}
-}
-
-func newCache(src *source, clk *testutil.Clock) *Cache {
-	return New(src.fetch, Options{Now: clk.Now})
+func newCache(fetch Fetcher, clk *testutil.Clock) *Cache {
+	return New(fetch, Options{Now: clk.Now})
 }
 
 func mustGet(t *testing.T, c *Cache) *Entry {
@@ -124,7 +117,7 @@ func TestSchedule(t *testing.T) {
 				}
 				return tok, nil
 			}}
-			c := newCache(src, clk)
+			c := newCache(src.fetch, clk)
 			mustGet(t, c)
 			clk.Set(gotRefresh.Add(-time.Nanosecond))
 			if e := mustGet(t, c); e.Token.Token != "tok-1" || src.calls.Load() != 1 {
@@ -140,7 +133,7 @@ func TestSchedule(t *testing.T) {
 			}
 
 			// A fresh cache jumping straight past usable-until must wait.
-			c2 := newCache(lifetime(clk, tt.life), clk)
+			c2 := newCache((&testcred.Source{Now: clk.Now, Life: tt.life}).Fetch, clk)
 			clk.Set(f)
 			first := mustGet(t, c2)
 			clk.Set(first.UsableUntil())
@@ -156,7 +149,7 @@ func TestNeverExpires(t *testing.T) {
 	src := &source{fn: func(context.Context, int64) (credential.AccessToken, error) {
 		return credential.AccessToken{Token: "forever"}, nil
 	}}
-	c := newCache(src, clk)
+	c := newCache(src.fetch, clk)
 	mustGet(t, c)
 	clk.Advance(100 * 365 * 24 * time.Hour)
 	mustGet(t, c)
@@ -172,7 +165,7 @@ func TestNeverExpires(t *testing.T) {
 
 func TestFreshPathDoesNotAllocate(t *testing.T) {
 	clk := testutil.NewClock()
-	c := newCache(lifetime(clk, time.Hour), clk)
+	c := newCache((&testcred.Source{Now: clk.Now}).Fetch, clk)
 	mustGet(t, c)
 	ctx := context.Background()
 	if n := testing.AllocsPerRun(1000, func() { _, _ = c.Get(ctx) }); n != 0 {
@@ -192,7 +185,7 @@ func TestRefreshWindowDoesNotWait(t *testing.T) {
 		}
 		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(time.Hour)}, nil
 	}}
-	c := newCache(src, clk)
+	c := newCache(src.fetch, clk)
 	mustGet(t, c)
 	clk.Advance(56 * time.Minute) // past the refresh point at 55 min
 
@@ -226,7 +219,7 @@ func TestFailedRefreshKeepsToken(t *testing.T) {
 		}
 		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(time.Hour)}, nil
 	}}
-	c := newCache(src, clk)
+	c := newCache(src.fetch, clk)
 	mustGet(t, c)
 	failing.Store(true)
 	clk.Advance(56 * time.Minute)
@@ -273,7 +266,7 @@ func TestBackoff(t *testing.T) {
 		}
 		return credential.AccessToken{Token: "ok", ExpiresOn: clk.Now().Add(time.Hour)}, nil
 	}}
-	c := newCache(src, clk)
+	c := newCache(src.fetch, clk)
 
 	var wg sync.WaitGroup
 	errs := make([]error, 1000)
@@ -431,7 +424,7 @@ func TestBadTokens(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			src := &source{fn: func(context.Context, int64) (credential.AccessToken, error) { return tt.tok, nil }}
-			c := newCache(src, clk)
+			c := newCache(src.fetch, clk)
 			_, err := c.Get(context.Background())
 			if !tt.want(err) {
 				t.Fatalf("err = %v", err)
@@ -450,8 +443,8 @@ func TestBadTokens(t *testing.T) {
 
 func TestInvalidateOnlyDropsTheGivenToken(t *testing.T) {
 	clk := testutil.NewClock()
-	src := lifetime(clk, time.Hour)
-	c := newCache(src, clk)
+	src := &testcred.Source{Now: clk.Now}
+	c := newCache(src.Fetch, clk)
 	mustGet(t, c)
 	c.Invalidate("tok-1")
 	if e := mustGet(t, c); e.Token.Token != "tok-2" {
@@ -465,9 +458,9 @@ func TestInvalidateOnlyDropsTheGivenToken(t *testing.T) {
 
 func TestEntryFormatHidesToken(t *testing.T) {
 	clk := testutil.NewClock()
-	c := newCache(&source{fn: func(context.Context, int64) (credential.AccessToken, error) {
+	c := newCache((&source{fn: func(context.Context, int64) (credential.AccessToken, error) {
 		return credential.AccessToken{Token: "s3cr3t-token", ExpiresOn: clk.Now().Add(time.Hour)}, nil
-	}}, clk)
+	}}).fetch, clk)
 	e := mustGet(t, c)
 	for _, f := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x"} {
 		for _, v := range []any{e, *e, []*Entry{e}, struct{ E Entry }{*e}} {
@@ -483,7 +476,7 @@ func TestCredentialPanicBecomesError(t *testing.T) {
 	src := &source{fn: func(context.Context, int64) (credential.AccessToken, error) {
 		panic("boom in the credential")
 	}}
-	c := newCache(src, clk)
+	c := newCache(src.fetch, clk)
 	_, err := c.Get(context.Background())
 	if !errors.Is(err, ErrCredentialPanic) || !strings.Contains(err.Error(), "boom in the credential") {
 		t.Fatalf("err = %v; want ErrCredentialPanic with the panic value", err)
@@ -502,7 +495,7 @@ func TestClockStepBackDuringBackoff(t *testing.T) {
 		}
 		return credential.AccessToken{Token: "ok", ExpiresOn: clk.Now().Add(time.Hour)}, nil
 	}}
-	c := newCache(src, clk)
+	c := newCache(src.fetch, clk)
 	if _, err := c.Get(context.Background()); !errors.Is(err, errBoom) {
 		t.Fatalf("err = %v; want errBoom", err)
 	}
@@ -563,7 +556,7 @@ func TestFailedRefreshRetriesWhenTokenRunsOut(t *testing.T) {
 		}
 		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(2 * time.Second)}, nil
 	}}
-	c := newCache(src, clk)
+	c := newCache(src.fetch, clk)
 	first := mustGet(t, c) // refresh at 1s, usable until 1.8s
 	failing.Store(true)
 	clk.Advance(1500 * time.Millisecond)
@@ -596,14 +589,14 @@ func TestEntryTimesAreWallClock(t *testing.T) {
 // A caller whose context is already done starts no fetch.
 func TestCancelledCallerStartsNoFetch(t *testing.T) {
 	clk := testutil.NewClock()
-	src := lifetime(clk, time.Hour)
-	c := newCache(src, clk)
+	src := &testcred.Source{Now: clk.Now}
+	c := newCache(src.Fetch, clk)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := c.Get(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v; want context.Canceled", err)
 	}
-	if n := src.calls.Load(); n != 0 {
+	if n := src.Calls(); n != 0 {
 		t.Fatalf("calls = %d; want 0", n)
 	}
 }
