@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -437,52 +436,7 @@ func redirectKeepsToken(req *http.Request) bool {
 	}
 	host := orig.URL.Hostname()
 	for r := req; r != orig; r = r.Response.Request {
-		if !sameHostOrSubdomain(r.URL.Hostname(), host) {
-			return false
-		}
-	}
-	return true
-}
-
-// sameHostOrSubdomain reports whether host is parent or a subdomain of it,
-// ignoring case and ports, as net/http decides whether a redirect keeps the
-// Authorization header.
-//
-// Only ASCII letters are folded, as DNS does. A name with other bytes must
-// match exactly: net/http maps such names with IDNA first, and Unicode case
-// mapping is no substitute (it folds the Kelvin sign into "k" and turns
-// every invalid byte into U+FFFD, making different names equal).
-func sameHostOrSubdomain(host, parent string) bool {
-	host, parent = lowerASCII(strings.TrimSuffix(host, ".")), lowerASCII(strings.TrimSuffix(parent, "."))
-	if host == parent {
-		return true
-	}
-	// An IP address is neither a subdomain nor has one.
-	if !isASCII(host) || !isASCII(parent) || strings.ContainsAny(host, ":%") || net.ParseIP(host) != nil || net.ParseIP(parent) != nil {
-		return false
-	}
-	return len(host) > len(parent) && strings.HasSuffix(host, parent) && host[len(host)-len(parent)-1] == '.'
-}
-
-// lowerASCII lowercases the ASCII letters of s and leaves other bytes alone.
-func lowerASCII(s string) string {
-	for i := 0; i < len(s); i++ {
-		if 'A' <= s[i] && s[i] <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if 'A' <= b[j] && b[j] <= 'Z' {
-					b[j] += 'a' - 'A'
-				}
-			}
-			return string(b)
-		}
-	}
-	return s
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
+		if !hosts.SameOrSubdomain(r.URL.Hostname(), host) {
 			return false
 		}
 	}

@@ -527,29 +527,6 @@ func TestRoundTripHonoursContext(t *testing.T) {
 	}
 }
 
-func TestSameHostOrSubdomain(t *testing.T) {
-	tests := []struct {
-		host, parent string
-		want         bool
-	}{
-		{"a.com", "a.com", true},
-		{"b.a.com", "a.com", true},
-		{"A.COM", "a.com", true},
-		{"a.com.", "a.com", true},
-		{"ba.com", "a.com", false},
-		{"a.com", "b.a.com", false},
-		{"10.0.0.1", "0.0.1", false},
-		{"1.10.0.0.1", "10.0.0.1", false},
-		{"::1", "::1", true},
-		{"", "a.com", false},
-	}
-	for _, tt := range tests {
-		if got := sameHostOrSubdomain(tt.host, tt.parent); got != tt.want {
-			t.Errorf("sameHostOrSubdomain(%q, %q) = %v; want %v", tt.host, tt.parent, got, tt.want)
-		}
-	}
-}
-
 func TestNilURL(t *testing.T) {
 	up := &upstream{}
 	tr := New(credential.Static("t"), "s", &Options{Base: up})
