@@ -559,10 +559,37 @@ func TestConcurrentRefusalsStartOneHold(t *testing.T) {
 		t.Fatalf("credential calls %d, sends %d, resends %d; want 2, %d, %d", c, s, r, 2*n, n)
 	}
 	r := tr.refused.Load()
-	if r == nil || r.header != "Bearer tok-2" || r.hold != firstHold || !r.until.Equal(clk.Now().Add(firstHold)) {
+	if r == nil || r.authorization != "Bearer tok-2" || r.hold != firstHold || !r.until.Equal(clk.Now().Add(firstHold)) {
 		t.Fatalf("hold %v; want one hold of %v, for tok-2, from now", holdOf(r), firstHold)
 	}
 	if k := len(logs.Events("refusal_hold")); k != 1 {
 		t.Fatalf("%d refusal_hold events; want 1", k)
+	}
+}
+
+// storeMax, which keeps the refused and accepted marks, leaves the largest
+// value whatever the order of concurrent calls. The calls start together
+// at a barrier, smallest first and largest first alike.
+func TestStoreMax(t *testing.T) {
+	const n = 100
+	var v atomic.Uint64
+	storeMax(&v, 7)
+	storeMax(&v, 3)
+	if got := v.Load(); got != 7 {
+		t.Fatalf("after 7 then 3: %d; want 7", got)
+	}
+	v.Store(0)
+	b := testutil.NewBarrier(t, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			b.Arrive()
+			storeMax(&v, uint64(i+1))
+		})
+	}
+	testutil.Wait(t, &wg, "the concurrent calls of storeMax")
+	b.Check(t, "calls of storeMax")
+	if got := v.Load(); got != n {
+		t.Fatalf("after concurrent calls with 1..%d: %d; want %d", n, got, n)
 	}
 }

@@ -129,9 +129,9 @@ type Transport struct {
 // audience, a missing role) is not helped by another fetch, and fetching on
 // every 401 would hammer the identity provider.
 type refusal struct {
-	header string
-	until  time.Time
-	hold   time.Duration
+	authorization string // the held token's header value
+	until         time.Time
+	hold          time.Duration
 }
 
 // 401s to a refused new token are returned as they are, without a fetch or
@@ -215,7 +215,7 @@ func (t *Transport) AuthHeaders(ctx context.Context) (http.Header, error) {
 	if err != nil {
 		return nil, wrapTokenErr(err)
 	}
-	return http.Header{"Authorization": {e.Header}}, nil
+	return http.Header{"Authorization": {e.Authorization}}, nil
 }
 
 // Stats returns the transport's counters.
@@ -264,7 +264,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("proxyauth: no token for %s %s: %w", req.Method, req.URL.Host, err)
 	}
 	bodyOwned = false
-	resp, err := t.base.RoundTrip(withAuth(req, e.HeaderValue, req.Body))
+	resp, err := t.base.RoundTrip(withAuth(req, e.AuthorizationValues, req.Body))
 	if err != nil {
 		return nil, err
 	}
@@ -289,7 +289,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // its 401s to that token are returned as they are for a hold, without
 // invalidation or fetches.
 func (t *Transport) retry(req *http.Request, resp *http.Response, used *tokencache.Entry) (*http.Response, error) {
-	if r := t.refused.Load(); r != nil && r.header == used.Header {
+	if r := t.refused.Load(); r != nil && r.authorization == used.Authorization {
 		if t.now().Before(r.until) {
 			return resp, nil
 		}
@@ -310,7 +310,7 @@ func (t *Transport) retry(req *http.Request, resp *http.Response, used *tokencac
 		}
 		return resp, nil
 	}
-	if e.Header == used.Header {
+	if e.Authorization == used.Authorization {
 		return resp, nil // the credential has no other token to offer
 	}
 	body := req.Body
@@ -326,7 +326,7 @@ func (t *Transport) retry(req *http.Request, resp *http.Response, used *tokencac
 	if t.log != nil {
 		t.log.Debug("proxyauth: resending after 401 with a new token", "event", "retry", "method", req.Method, "host", req.URL.Host)
 	}
-	resp, err = t.base.RoundTrip(withAuth(req, e.HeaderValue, body))
+	resp, err = t.base.RoundTrip(withAuth(req, e.AuthorizationValues, body))
 	if err != nil {
 		return resp, err
 	}
@@ -354,25 +354,24 @@ func (t *Transport) refusedNew(e *tokencache.Entry) bool {
 
 // markRefused records that the server refused used: a token fetched after
 // it is new until the server accepts a token newer than used.
-func (t *Transport) markRefused(used *tokencache.Entry) {
-	for {
-		rs := t.refusedSeq.Load()
-		if used.Seq() <= rs || t.refusedSeq.CompareAndSwap(rs, used.Seq()) {
-			return
-		}
-	}
-}
+func (t *Transport) markRefused(used *tokencache.Entry) { storeMax(&t.refusedSeq, used.Seq()) }
 
 // accepted ends the refusal episode when the server took a request: the
 // hold, with the held token or with another one after the hold, and the
 // mark of a refused token once a newer one is accepted.
 func (t *Transport) accepted(e *tokencache.Entry) {
-	if r := t.refused.Load(); r != nil && (r.header == e.Header || !t.now().Before(r.until)) {
+	if r := t.refused.Load(); r != nil && (r.authorization == e.Authorization || !t.now().Before(r.until)) {
 		t.refused.CompareAndSwap(r, nil)
 	}
+	storeMax(&t.acceptedSeq, e.Seq())
+}
+
+// storeMax raises v to n unless it holds more already. Concurrent calls
+// leave the largest n, whatever their order.
+func storeMax(v *atomic.Uint64, n uint64) {
 	for {
-		as := t.acceptedSeq.Load()
-		if e.Seq() <= as || t.acceptedSeq.CompareAndSwap(as, e.Seq()) {
+		old := v.Load()
+		if n <= old || v.CompareAndSwap(old, n) {
 			return
 		}
 	}
@@ -385,14 +384,14 @@ func (t *Transport) refuse(e *tokencache.Entry, host string) {
 	now := t.now()
 	for {
 		prev := t.refused.Load()
-		if prev != nil && prev.header == e.Header {
+		if prev != nil && prev.authorization == e.Authorization {
 			return
 		}
 		hold := firstHold
 		if prev != nil && now.Before(prev.until.Add(maxHold)) {
 			hold = min(2*prev.hold, maxHold) // refused again soon after the last hold
 		}
-		if t.refused.CompareAndSwap(prev, &refusal{header: e.Header, until: now.Add(hold), hold: hold}) {
+		if t.refused.CompareAndSwap(prev, &refusal{authorization: e.Authorization, until: now.Add(hold), hold: hold}) {
 			if t.log != nil {
 				t.log.Warn("proxyauth: a newly fetched token was refused too; its 401s are returned without a new fetch for a while",
 					"event", "refusal_hold", "host", host, "hold", hold)

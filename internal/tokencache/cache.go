@@ -43,13 +43,15 @@ type Options struct {
 // are published, so readers need no lock.
 type Entry struct {
 	Token credential.AccessToken
-	// Header is "Bearer " + Token.Token, built once per token so that the
-	// request path does not concatenate strings.
-	Header string
-	// HeaderValue is []string{Header}, shared by every request that carries
-	// this token, so that setting the header allocates nothing. It must not
-	// be modified; a RoundTripper may not modify request headers anyway.
-	HeaderValue []string
+	// Authorization is the header value "Bearer " + Token.Token, built
+	// once per token so that the request path does not concatenate
+	// strings.
+	Authorization string
+	// AuthorizationValues is []string{Authorization}, shared by every
+	// request that carries this token, so that setting the header
+	// allocates nothing. It must not be modified; a RoundTripper may not
+	// modify request headers anyway.
+	AuthorizationValues []string
 
 	refreshAt   time.Time // the refresh point
 	usableUntil time.Time
@@ -143,10 +145,13 @@ func (c *Cache) Get(ctx context.Context) (*Entry, error) {
 	if e != nil && now.Before(e.refreshAt) {
 		return e, nil
 	}
-	return c.slow(ctx, e, now)
+	return c.refreshOrWait(ctx, e, now)
 }
 
-func (c *Cache) slow(ctx context.Context, e *Entry, now time.Time) (*Entry, error) {
+// refreshOrWait is Get for a token that is not fresh: one still usable is
+// returned at once, with a background refresh started; without one, the
+// caller waits for the shared fetch.
+func (c *Cache) refreshOrWait(ctx context.Context, e *Entry, now time.Time) (*Entry, error) {
 	if e != nil && now.Before(e.usableUntil) {
 		c.refreshInBackground(now)
 		return e, nil
@@ -358,7 +363,7 @@ func (c *Cache) entryFor(tok credential.AccessToken, now time.Time) (*Entry, err
 	// suspend. So every time in the entry is wall-clock only.
 	now = now.Round(0)
 	h := "Bearer " + tok.Token
-	e := &Entry{Token: tok, Header: h, HeaderValue: []string{h}, seq: c.seq.Add(1)}
+	e := &Entry{Token: tok, Authorization: h, AuthorizationValues: []string{h}, seq: c.seq.Add(1)}
 	if tok.ExpiresOn.IsZero() {
 		e.never = true
 		return e, nil
