@@ -3,6 +3,25 @@
 // cached, refreshed in the background before it expires, fetched once for
 // any number of concurrent requests, and renewed once when the server
 // answers 401.
+//
+// # Errors
+//
+// Every error of [Transport.RoundTrip], [Transport.Token] and
+// [Transport.AuthHeaders] that means "no token" wraps a *[FetchError]
+// (errors.As), which says when the next token request may start and wraps
+// the cause: errors.Is and errors.As reach the credential's own error (a
+// *[credential.OAuth2Error], an azidentity error), or [ErrCredentialPanic],
+// [ErrCredentialStuck], [ErrInvalidToken], a *[ExpiredTokenError], or
+// [context.DeadlineExceeded] when the credential did not answer within
+// [Options.FetchTimeout].
+//
+// A caller whose own context ended gets its context's error instead
+// (errors.Is with [context.Canceled] or [context.DeadlineExceeded]), not a
+// FetchError: nothing failed but its wait, and the shared fetch it waited
+// for goes on for the other callers.
+//
+// The transport's own errors start with "transport: " and never hold a
+// token; an error of the base transport is returned as it is.
 package transport
 
 import (
@@ -62,11 +81,6 @@ type Options struct {
 	// DisableRetry turns off the single resend of a request that got 401.
 	DisableRetry bool
 }
-
-// ErrInsecureHTTP is returned, wrapped, when a token would go over plain http
-// to a host that is not loopback and [Options.AllowHTTP] is false. Loopback
-// hosts are 127.0.0.0/8, ::1 and "localhost".
-var ErrInsecureHTTP = errors.New("proxyauth: refusing to send a bearer token over plain http to a non-loopback host")
 
 // Stats counts what a [Transport] did since it was created.
 type Stats struct {
@@ -199,7 +213,8 @@ func Wrap(client *http.Client, cred credential.TokenCredential, scope string, op
 }
 
 // Token returns the cached token, fetching it if there is none that can be
-// used. ctx ends only this caller's wait, not the shared fetch.
+// used. ctx ends only this caller's wait, not the shared fetch. An error
+// wraps a *[FetchError], or is ctx's own when ctx ended first.
 func (t *Transport) Token(ctx context.Context) (credential.AccessToken, error) {
 	e, err := t.cache.Get(ctx)
 	if err != nil {
@@ -210,6 +225,7 @@ func (t *Transport) Token(ctx context.Context) (credential.AccessToken, error) {
 
 // AuthHeaders returns a fresh header map {"Authorization": {"Bearer ..."}}
 // for clients that cannot take an http.Client, such as WebSocket dialers.
+// Its errors are those of Token.
 func (t *Transport) AuthHeaders(ctx context.Context) (http.Header, error) {
 	e, err := t.cache.Get(ctx)
 	if err != nil {
@@ -236,7 +252,9 @@ func (t *Transport) String() string {
 // the cache and the base transport.
 func (t *Transport) Format(f fmt.State, verb rune) { redact.Format(f, verb, t.String()) }
 
-func wrapTokenErr(err error) error { return fmt.Errorf("proxyauth: no token: %w", err) }
+// wrapTokenErr wraps an error of the cache: a *FetchError, or the error of
+// a caller whose own context ended.
+func wrapTokenErr(err error) error { return fmt.Errorf("transport: no token: %w", err) }
 
 // RoundTrip implements [http.RoundTripper].
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -249,7 +267,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}()
 
 	if req.URL == nil {
-		return nil, errors.New("proxyauth: nil Request.URL")
+		return nil, errors.New("transport: nil Request.URL")
 	}
 	if req.Response != nil && !redirectKeepsToken(req) {
 		bodyOwned = false
@@ -261,7 +279,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 	e, err := t.cache.Get(req.Context())
 	if err != nil {
-		return nil, fmt.Errorf("proxyauth: no token for %s %s: %w", req.Method, req.URL.Host, err)
+		return nil, fmt.Errorf("transport: no token for %s %s: %w", req.Method, req.URL.Host, err)
 	}
 	bodyOwned = false
 	resp, err := t.base.RoundTrip(withAuth(req, e.AuthorizationValues, req.Body))
@@ -306,7 +324,7 @@ func (t *Transport) retry(req *http.Request, resp *http.Response, used *tokencac
 	e, err := t.cache.Get(req.Context())
 	if err != nil {
 		if t.log != nil {
-			t.log.Warn("proxyauth: 401 not resent: no new token", "event", "retry_skipped", "host", req.URL.Host, "error", err.Error())
+			t.log.Warn("transport: 401 not resent: no new token", "event", "retry_skipped", "host", req.URL.Host, "error", err.Error())
 		}
 		return resp, nil
 	}
@@ -324,7 +342,7 @@ func (t *Transport) retry(req *http.Request, resp *http.Response, used *tokencac
 
 	t.retries.Add(1)
 	if t.log != nil {
-		t.log.Debug("proxyauth: resending after 401 with a new token", "event", "retry", "method", req.Method, "host", req.URL.Host)
+		t.log.Debug("transport: resending after 401 with a new token", "event", "retry", "method", req.Method, "host", req.URL.Host)
 	}
 	resp, err = t.base.RoundTrip(withAuth(req, e.AuthorizationValues, body))
 	if err != nil {
@@ -393,7 +411,7 @@ func (t *Transport) refuse(e *tokencache.Entry, host string) {
 		}
 		if t.refused.CompareAndSwap(prev, &refusal{authorization: e.Authorization, until: now.Add(hold), hold: hold}) {
 			if t.log != nil {
-				t.log.Warn("proxyauth: a newly fetched token was refused too; its 401s are returned without a new fetch for a while",
+				t.log.Warn("transport: a newly fetched token was refused too; its 401s are returned without a new fetch for a while",
 					"event", "refusal_hold", "host", host, "hold", hold)
 			}
 			return

@@ -36,7 +36,7 @@ type Options struct {
 	RefreshBefore time.Duration    // zero: DefaultRefreshBefore
 	FetchTimeout  time.Duration    // zero: DefaultFetchTimeout
 	Now           func() time.Time // nil: time.Now
-	Logger        *slog.Logger     // nil: no logs
+	Logger        *slog.Logger     // nil: no logs. Messages are the transport's, and say so
 }
 
 // Entry is an immutable cached token. Entries are never modified after they
@@ -156,12 +156,13 @@ func (c *Cache) refreshOrWait(ctx context.Context, e *Entry, now time.Time) (*En
 		c.refreshInBackground(now)
 		return e, nil
 	}
+	if ctx.Err() != nil {
+		// A caller that has given up starts no fetch, and learns that
+		// its own context ended, whatever the backoff says.
+		return nil, waitErr(ctx)
+	}
 	if err := c.backoffErr(now); err != nil {
 		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		// A caller that has given up starts no fetch.
-		return nil, fmt.Errorf("waiting for a token: %w", context.Cause(ctx))
 	}
 	ch := c.sf.DoChan("", c.doFetch)
 	select {
@@ -171,8 +172,20 @@ func (c *Cache) refreshOrWait(ctx context.Context, e *Entry, now time.Time) (*En
 		}
 		return r.Val.(*Entry), nil
 	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for a token: %w", context.Cause(ctx))
+		return nil, waitErr(ctx)
 	}
+}
+
+// waitErr is the error of a caller whose own context ended: the context's
+// error, and its cause too when one was given, so that errors.Is finds
+// context.Canceled or context.DeadlineExceeded either way. It is no
+// FetchError: nothing failed but the caller's wait.
+func waitErr(ctx context.Context) error {
+	err := ctx.Err()
+	if cause := context.Cause(ctx); cause != nil && cause != err {
+		return fmt.Errorf("waiting for a token: %w: %w", err, cause)
+	}
+	return fmt.Errorf("waiting for a token: %w", err)
 }
 
 func (c *Cache) refreshInBackground(now time.Time) {
@@ -180,7 +193,7 @@ func (c *Cache) refreshInBackground(now time.Time) {
 		return
 	}
 	if c.log != nil {
-		c.log.Debug("proxyauth: refreshing token in the background", "event", "refresh_started")
+		c.log.Debug("transport: refreshing the token in the background", "event", "refresh_started")
 	}
 	ch := c.sf.DoChan("", c.doFetch)
 	go func() {
@@ -288,7 +301,7 @@ func (c *Cache) settle(tok credential.AccessToken, err error) (*Entry, error) {
 	}
 	c.store(e)
 	if c.log != nil {
-		c.log.Debug("proxyauth: token fetched", "event", "token_fetched", "expires_on", tok.ExpiresOn, "refresh_at", e.refreshAt)
+		c.log.Debug("transport: token fetched", "event", "token_fetched", "expires_on", tok.ExpiresOn, "refresh_at", e.refreshAt)
 	}
 	return e, nil
 }
@@ -343,7 +356,7 @@ func (c *Cache) fail(cause error, now time.Time, called bool) error {
 	failures := c.failures
 	c.mu.Unlock()
 	if c.log != nil {
-		c.log.Warn("proxyauth: token fetch failed", "event", "fetch_failed", "error", cause.Error(), "failures", failures, "retry_in", next.Sub(now))
+		c.log.Warn("transport: token fetch failed", "event", "fetch_failed", "error", cause.Error(), "failures", failures, "retry_in", next.Sub(now))
 	}
 	return &FetchError{Err: cause, Failures: failures, NextTry: next, now: now}
 }
@@ -355,7 +368,7 @@ func (c *Cache) entryFor(tok credential.AccessToken, now time.Time) (*Entry, err
 		return nil, ErrEmptyToken
 	}
 	if !bearer.Valid(tok.Token) {
-		return nil, ErrInvalidToken
+		return nil, errUnsafeToken
 	}
 	// Expiry is a wall-clock fact. A time with a monotonic clock reading
 	// (time.Now) would be compared by the monotonic clock, which stops
@@ -370,7 +383,7 @@ func (c *Cache) entryFor(tok credential.AccessToken, now time.Time) (*Entry, err
 	}
 	exp, refreshOn := tok.ExpiresOn.Round(0), tok.RefreshOn.Round(0)
 	if !now.Before(exp) {
-		return nil, &ExpiredError{ExpiresOn: exp, Now: now}
+		return nil, &ExpiredTokenError{ExpiresOn: exp, Now: now}
 	}
 	e.refreshAt, e.usableUntil = Schedule(now, exp, refreshOn, c.refreshBefore)
 	return e, nil
@@ -413,43 +426,63 @@ func (c *Cache) Stats() (fetches, fetchErrors int64) {
 	return c.fetches.Load(), c.fetchErrors.Load()
 }
 
-// ErrEmptyToken and ErrInvalidToken describe unusable fetch results; the
-// token itself is never part of an error. ErrCredentialPanic is wrapped
-// around the value of a credential's panic. ErrCredentialStuck is the
-// cause while two calls that outlived the fetch timeout have not returned:
-// no third starts until one does.
+// The causes of failed fetches that are not the credential's own errors.
+// None of them holds a token.
 var (
+	// ErrCredentialPanic is wrapped around the value of a credential's
+	// panic.
 	ErrCredentialPanic = errors.New("credential panicked")
+	// ErrCredentialStuck is the cause while two calls that outlived the
+	// fetch timeout have not returned: no third starts until one does.
 	ErrCredentialStuck = errors.New("earlier credential calls have not returned since they timed out")
-	ErrEmptyToken      = errors.New("credential returned an empty token")
-	ErrInvalidToken    = errors.New("credential returned a token with characters that cannot go into an HTTP header")
+	// ErrInvalidToken matches every token that cannot be sent: an empty
+	// one (ErrEmptyToken) and one with characters that cannot go into a
+	// header. Those have messages of their own.
+	ErrInvalidToken = errors.New("credential returned a token that cannot go into an Authorization header")
+	// ErrEmptyToken is an empty token. It matches ErrInvalidToken.
+	ErrEmptyToken error = invalidTokenError("credential returned an empty token")
+
+	errUnsafeToken error = invalidTokenError("credential returned a token with characters that cannot go into an HTTP header")
 )
 
-// ExpiredError is returned when a credential hands out a token that has
-// already expired, typically because of clock skew or a stale cache.
-type ExpiredError struct {
-	ExpiresOn time.Time
-	Now       time.Time
+// invalidTokenError says why a token cannot be sent, and matches
+// ErrInvalidToken.
+type invalidTokenError string
+
+func (e invalidTokenError) Error() string        { return string(e) }
+func (e invalidTokenError) Is(target error) bool { return target == ErrInvalidToken }
+
+// ExpiredTokenError is returned when a credential hands out a token that
+// has already expired, typically because of clock skew or a stale cache.
+type ExpiredTokenError struct {
+	ExpiresOn time.Time // the token's expiry
+	Now       time.Time // when the cache received it
 }
 
-func (e *ExpiredError) Error() string {
+func (e *ExpiredTokenError) Error() string {
 	return fmt.Sprintf("credential returned a token that expired at %s, %v before it was received",
 		e.ExpiresOn.UTC().Format(time.RFC3339), e.Now.Sub(e.ExpiresOn).Round(time.Millisecond))
 }
 
-// FetchError is a failed token fetch: the cause, and when the cache tries
-// again. Err is reachable with errors.Is and errors.As.
+// FetchError is a failed token fetch, or the error of a caller that found
+// no usable token while the backoff after one runs: the cause, and when
+// the cache tries again. Err is reachable with errors.Is and errors.As.
 type FetchError struct {
-	Err      error
+	Err      error     // the cause
 	Failures int       // consecutive failed fetches
 	NextTry  time.Time // no fetch starts before this
-	now      time.Time // when the error was handed out
+	now      time.Time // when the error was handed out; zero in one made elsewhere
 }
 
 func (e *FetchError) Error() string {
+	if e.now.IsZero() {
+		return fmt.Sprintf("token fetch failed (%d in a row; next try at %s): %v",
+			e.Failures, e.NextTry.UTC().Format("15:04:05.000Z"), e.Err)
+	}
 	wait := e.NextTry.Sub(e.now).Round(time.Millisecond)
 	return fmt.Sprintf("token fetch failed (%d in a row; next try in %v, at %s): %v",
 		e.Failures, wait, e.NextTry.UTC().Format("15:04:05.000Z"), e.Err)
 }
 
+// Unwrap returns the cause.
 func (e *FetchError) Unwrap() error { return e.Err }

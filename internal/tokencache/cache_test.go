@@ -414,11 +414,21 @@ func TestBadTokens(t *testing.T) {
 		tok  credential.AccessToken
 		want func(error) bool
 	}{
-		{"empty", credential.AccessToken{ExpiresOn: clk.Now().Add(time.Hour)}, func(err error) bool { return errors.Is(err, ErrEmptyToken) }},
-		{"header injection", credential.AccessToken{Token: "a\r\nX-Evil: 1", ExpiresOn: clk.Now().Add(time.Hour)}, func(err error) bool { return errors.Is(err, ErrInvalidToken) }},
+		// An empty token and one that cannot go into a header both match
+		// ErrInvalidToken, each with a message that says which it is.
+		{"empty", credential.AccessToken{ExpiresOn: clk.Now().Add(time.Hour)}, func(err error) bool {
+			return errors.Is(err, ErrEmptyToken) && errors.Is(err, ErrInvalidToken) && strings.Contains(err.Error(), "empty")
+		}},
+		{"header injection", credential.AccessToken{Token: "a\r\nX-Evil: 1", ExpiresOn: clk.Now().Add(time.Hour)}, func(err error) bool {
+			return errors.Is(err, ErrInvalidToken) && !errors.Is(err, ErrEmptyToken) && strings.Contains(err.Error(), "characters")
+		}},
+		{"not ASCII", credential.AccessToken{Token: "tök", ExpiresOn: clk.Now().Add(time.Hour)}, func(err error) bool {
+			return errors.Is(err, ErrInvalidToken) && !errors.Is(err, ErrEmptyToken)
+		}},
 		{"already expired", credential.AccessToken{Token: "old", ExpiresOn: clk.Now().Add(-time.Second)}, func(err error) bool {
-			var ee *ExpiredError
-			return errors.As(err, &ee) && strings.Contains(err.Error(), "expired")
+			var ee *ExpiredTokenError
+			return errors.As(err, &ee) && ee.ExpiresOn.Equal(clk.Now().Add(-time.Second)) && ee.Now.Equal(clk.Now()) &&
+				!errors.Is(err, ErrInvalidToken) && strings.Contains(err.Error(), "expired")
 		}},
 	}
 	for _, tt := range tests {
@@ -426,7 +436,8 @@ func TestBadTokens(t *testing.T) {
 			src := &source{fn: func(context.Context, int64) (credential.AccessToken, error) { return tt.tok, nil }}
 			c := newCache(src.fetch, clk)
 			_, err := c.Get(context.Background())
-			if !tt.want(err) {
+			var fe *FetchError
+			if !tt.want(err) || !errors.As(err, &fe) {
 				t.Fatalf("err = %v", err)
 			}
 			if tt.tok.Token != "" && strings.Contains(err.Error(), tt.tok.Token) {
@@ -699,6 +710,58 @@ func TestLogEvents(t *testing.T) {
 			if strings.Contains(v.String(), "tok-") {
 				t.Errorf("%s record: %s = %q holds a token", r.Event(), k, v)
 			}
+		}
+	}
+}
+
+// A caller whose own context ended gets its context's error, with the
+// cause it was given, and no FetchError, also while the backoff after a
+// failed fetch runs: nothing failed but its wait.
+func TestCallerContextErrorIsNotAFetchError(t *testing.T) {
+	errMine := errors.New("the caller's own reason")
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	withCause, cancelCause := context.WithCancelCause(context.Background())
+	cancelCause(errMine)
+	expired, cancelExpired := context.WithDeadline(context.Background(), time.Unix(0, 0))
+	defer cancelExpired()
+	tests := []struct {
+		name string
+		ctx  context.Context
+		want []error
+	}{
+		{"cancelled", cancelled, []error{context.Canceled}},
+		{"cancelled with a cause", withCause, []error{context.Canceled, errMine}},
+		{"deadline exceeded", expired, []error{context.DeadlineExceeded}},
+	}
+	for _, tt := range tests {
+		for _, backoff := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s backoff=%v", tt.name, backoff), func(t *testing.T) {
+				clk := testutil.NewClock()
+				src := &source{fn: func(context.Context, int64) (credential.AccessToken, error) {
+					return credential.AccessToken{}, errBoom
+				}}
+				c := newCache(src.fetch, clk)
+				if backoff {
+					if _, err := c.Get(context.Background()); !errors.Is(err, errBoom) {
+						t.Fatalf("first Get: %v; want errBoom", err)
+					}
+				}
+				calls := src.calls.Load()
+				_, err := c.Get(tt.ctx)
+				for _, want := range tt.want {
+					if !errors.Is(err, want) {
+						t.Errorf("err = %v; want it to match %v", err, want)
+					}
+				}
+				var fe *FetchError
+				if errors.As(err, &fe) || errors.Is(err, errBoom) {
+					t.Errorf("err = %v; want the context's error, not a FetchError", err)
+				}
+				if n := src.calls.Load(); n != calls {
+					t.Errorf("credential calls = %d; want %d (none for a caller that gave up)", n, calls)
+				}
+			})
 		}
 	}
 }
