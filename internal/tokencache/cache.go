@@ -40,7 +40,8 @@ type Options struct {
 }
 
 // Entry is an immutable cached token. Entries are never modified after they
-// are published, so readers need no lock.
+// are published, so readers need no lock; only an atomic mark of
+// invalidation is set later.
 type Entry struct {
 	Token credential.AccessToken
 	// Authorization is the header value "Bearer " + Token.Token, built
@@ -57,6 +58,10 @@ type Entry struct {
 	usableUntil time.Time
 	never       bool   // ExpiresOn was zero: never refreshed, never unusable
 	seq         uint64 // order of creation in its cache, from 1
+	// dropped is set by Invalidate and never cleared. The flag is the one
+	// part of an entry that changes; behind a pointer, so that the value
+	// methods can copy an entry.
+	dropped *atomic.Bool
 }
 
 // Seq numbers the entries of a cache in the order they were made, from 1,
@@ -112,6 +117,18 @@ type Cache struct {
 	fetches     atomic.Int64
 	fetchErrors atomic.Int64
 	seq         atomic.Uint64 // entries made
+
+	// hook, if not nil, is called at the named points where concurrent
+	// calls interleave, so that a test can hold a call there. Set only by
+	// tests, before the cache is used.
+	hook func(point string)
+}
+
+// at calls the test hook, if any, at point.
+func (c *Cache) at(point string) {
+	if c.hook != nil {
+		c.hook(point)
+	}
 }
 
 // New returns a cache that fetches with fetch.
@@ -164,15 +181,27 @@ func (c *Cache) refreshOrWait(ctx context.Context, e *Entry, now time.Time) (*En
 	if err := c.backoffErr(now); err != nil {
 		return nil, err
 	}
-	ch := c.sf.DoChan("", c.doFetch)
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
+	for retried := false; ; retried = true {
+		ch := c.sf.DoChan("", c.doFetch)
+		c.at("joined")
+		select {
+		case r := <-ch:
+			if r.Err != nil {
+				return nil, r.Err
+			}
+			e := r.Val.(*Entry)
+			if e.dropped.Load() && !retried {
+				// The fetch found e fresh and shared it, but e was
+				// invalidated before this caller got it: it may be
+				// the very token this caller's request was refused
+				// with. One more fetch cannot return e: it is no
+				// longer cached, and doFetch would not reuse it.
+				continue
+			}
+			return e, nil
+		case <-ctx.Done():
+			return nil, waitErr(ctx)
 		}
-		return r.Val.(*Entry), nil
-	case <-ctx.Done():
-		return nil, waitErr(ctx)
 	}
 }
 
@@ -239,7 +268,12 @@ func (c *Cache) doFetch() (any, error) {
 	// A caller that saw no fresh token may get here just after another
 	// fetch stored one, or while the backoff runs: no credential call then.
 	if e := c.cur.Load(); e != nil && (e.never || now.Before(e.refreshAt)) {
-		return e, nil
+		c.at("loaded")
+		if !e.dropped.Load() {
+			c.at("reusing")
+			return e, nil
+		}
+		// Invalidated since it was read: fetch anew.
 	}
 	if err := c.backoffErr(now); err != nil {
 		return nil, err
@@ -376,7 +410,7 @@ func (c *Cache) entryFor(tok credential.AccessToken, now time.Time) (*Entry, err
 	// suspend. So every time in the entry is wall-clock only.
 	now = now.Round(0)
 	h := "Bearer " + tok.Token
-	e := &Entry{Token: tok, Authorization: h, AuthorizationValues: []string{h}, seq: c.seq.Add(1)}
+	e := &Entry{Token: tok, Authorization: h, AuthorizationValues: []string{h}, seq: c.seq.Add(1), dropped: new(atomic.Bool)}
 	if tok.ExpiresOn.IsZero() {
 		e.never = true
 		return e, nil
@@ -413,9 +447,14 @@ func Schedule(f, exp, refreshOn time.Time, refreshBefore time.Duration) (refresh
 
 // Invalidate drops the cached token if it is still token. A request that was
 // refused with an older token must not throw away a newer one.
+//
+// The entry is marked before it is dropped, so that a fetch which found it
+// fresh just before, and callers who join that fetch, do not hand it out
+// again: a Get that starts after Invalidate returns never returns it.
 func (c *Cache) Invalidate(token string) {
 	e := c.cur.Load()
 	if e != nil && e.Token.Token == token {
+		e.dropped.Store(true)
 		c.cur.CompareAndSwap(e, nil)
 	}
 }

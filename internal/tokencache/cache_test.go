@@ -765,3 +765,86 @@ func TestCallerContextErrorIsNotAFetchError(t *testing.T) {
 		}
 	}
 }
+
+// holdAt returns a hook that holds the first call at point until release
+// is closed, and reports on arrived when it gets there and on joined each
+// time a caller joins or starts a fetch.
+func holdAt(t *testing.T, point string) (hook func(string), arrived <-chan struct{}, joined <-chan struct{}, release func()) {
+	arr := make(chan struct{})
+	join := make(chan struct{}, 16)
+	rel := make(chan struct{})
+	release = sync.OnceFunc(func() { close(rel) })
+	t.Cleanup(release)
+	var held atomic.Bool
+	hook = func(p string) {
+		switch {
+		case p == point && held.CompareAndSwap(false, true):
+			close(arr)
+			<-rel
+		case p == "joined":
+			select {
+			case join <- struct{}{}:
+			default:
+			}
+		}
+	}
+	return hook, arr, join, release
+}
+
+// A Get right after Invalidate(tok-1) never hands out tok-1, even when it
+// joins a fetch that had found tok-1 fresh and was about to share it. The
+// caller that started that fetch saw no fresh token a moment before tok-1
+// was stored (here the test starts the fetch itself). Before the fix, a
+// transport resending after a 401 got the refused token back and returned
+// the 401 without a resend.
+func TestGetAfterInvalidateNeverReturnsTheInvalidatedToken(t *testing.T) {
+	for _, point := range []string{
+		"loaded",  // the fetch has read tok-1, not yet decided to reuse it
+		"reusing", // the fetch has decided to reuse tok-1 and returns it next
+	} {
+		t.Run(point, func(t *testing.T) {
+			clk := testutil.NewClock()
+			src := &testcred.Source{Now: clk.Now}
+			c := newCache(src.Fetch, clk)
+			if e := mustGet(t, c); e.Token.Token != "tok-1" {
+				t.Fatalf("got %s; want tok-1", e.Token.Token)
+			}
+			hook, arrived, joined, release := holdAt(t, point)
+			c.hook = hook
+
+			// The fetch of a caller that saw no fresh token just before
+			// tok-1 was stored.
+			early := c.sf.DoChan("", c.doFetch)
+			testutil.Recv(t, arrived, "the fetch to find tok-1 fresh")
+
+			c.Invalidate("tok-1") // a request got 401 with tok-1
+			type result struct {
+				e   *Entry
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				e, err := c.Get(context.Background())
+				done <- result{e, err}
+			}()
+			testutil.Recv(t, joined, "the Get after Invalidate to join the fetch")
+			release()
+
+			res := testutil.Recv(t, done, "the Get after Invalidate to return")
+			if res.err != nil || res.e.Token.Token == "tok-1" {
+				t.Fatalf("Get after Invalidate(tok-1): %v, %v; want a new token", res.e, res.err)
+			}
+			r := testutil.Recv(t, early, "the early fetch to end")
+			if point == "loaded" {
+				// The fetch read tok-1 before the invalidation but
+				// decided after it: it does not share tok-1 either.
+				if r.Err != nil || r.Val.(*Entry).Token.Token == "tok-1" {
+					t.Fatalf("the fetch that decided after Invalidate shared %v, %v; want a new token", r.Val, r.Err)
+				}
+			}
+			if n := src.Calls(); n != 2 {
+				t.Fatalf("credential calls = %d; want 2: tok-1 and one new token", n)
+			}
+		})
+	}
+}
