@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/proxyauth/proxyauth/internal/hosts"
+	"github.com/proxyauth/proxyauth/internal/redact"
 )
 
 // OAuth2Config configures an [OAuth2] credential: the RFC 6749 client
@@ -78,7 +79,7 @@ func (c OAuth2Config) String() string {
 
 // Format implements [fmt.Formatter] so that every verb and flag, %#v and %+v
 // included, prints the redacted String.
-func (c OAuth2Config) Format(f fmt.State, verb rune) { writeRedacted(f, verb, c.String()) }
+func (c OAuth2Config) Format(f fmt.State, verb rune) { redact.Format(f, verb, c.String()) }
 
 // MarshalJSON implements [json.Marshaler] with ClientSecret redacted and
 // only the names of EndpointParams, like LogValue. A config therefore does
@@ -319,7 +320,7 @@ func (o *OAuth2) String() string {
 
 // Format implements [fmt.Formatter] so that every verb and flag, %#v and %+v
 // included, prints the redacted String.
-func (o *OAuth2) Format(f fmt.State, verb rune) { writeRedacted(f, verb, o.String()) }
+func (o *OAuth2) Format(f fmt.State, verb rune) { redact.Format(f, verb, o.String()) }
 
 // GetToken fetches a token with the client credentials grant.
 //

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/proxyauth/proxyauth/internal/bearer"
 )
 
 // defaultLifetime is the lifetime of a token whose answer has no expires_in
@@ -68,7 +70,7 @@ func parseTokenResponse(status int, header http.Header, body []byte, now time.Ti
 		return AccessToken{}, fmt.Errorf("credential: token endpoint %s without an access_token", what)
 	case !isString:
 		return AccessToken{}, fmt.Errorf("credential: token endpoint %s with an access_token that is not a string", what)
-	case !headerSafe(tok):
+	case !bearer.Valid(tok):
 		return AccessToken{}, fmt.Errorf("credential: token endpoint %s with an access_token that has characters an Authorization header cannot carry", what)
 	}
 	if typ, ok := ans.fields["token_type"]; ok && typ != nil {
@@ -105,17 +107,6 @@ func quoteField(sec *scrubber, v any) string {
 		s = strings.ToValidUTF8(s[:64], "") + "..."
 	}
 	return strconv.Quote(s)
-}
-
-// headerSafe reports whether tok is visible ASCII, which is what can follow
-// "Bearer " in a header (RFC 6750 allows less; servers are not so strict).
-func headerSafe(tok string) bool {
-	for i := 0; i < len(tok); i++ {
-		if tok[i] < 0x21 || tok[i] > 0x7e {
-			return false
-		}
-	}
-	return true
 }
 
 func describeType(mediaType string) string {

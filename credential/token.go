@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/proxyauth/proxyauth/internal/redact"
 )
 
 // AccessToken is a bearer token and when it stops being valid.
@@ -32,7 +32,8 @@ type AccessToken struct {
 	RefreshOn time.Time // zero: the cache decides when to refresh
 }
 
-const redacted = "REDACTED"
+// redacted stands where a token or a secret would be printed.
+const redacted = redact.Redacted
 
 // String returns a redacted description of t.
 func (t AccessToken) String() string {
@@ -68,20 +69,10 @@ func (t AccessToken) GoString() string { return "credential." + t.String() }
 // the token: %v, %+v, %s, %q, %x and the rest all show the redacted form.
 func (t AccessToken) Format(f fmt.State, verb rune) {
 	if verb == 'v' && f.Flag('#') {
-		writeRedacted(f, verb, t.GoString())
+		redact.Format(f, verb, t.GoString())
 		return
 	}
-	writeRedacted(f, verb, t.String())
-}
-
-// writeRedacted is the body of every Format method of this package: it
-// prints s, a description already stripped of secrets, for any verb, quoted
-// for %q.
-func writeRedacted(f fmt.State, verb rune, s string) {
-	if verb == 'q' {
-		s = strconv.Quote(s)
-	}
-	_, _ = io.WriteString(f, s)
+	redact.Format(f, verb, t.String())
 }
 
 // LogValue implements [slog.LogValuer]: the token is replaced by REDACTED.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/proxyauth/proxyauth/credential"
+	"github.com/proxyauth/proxyauth/internal/testutil"
 	"github.com/proxyauth/proxyauth/transport"
 )
 
@@ -18,13 +19,14 @@ import (
 // redirectingBase answers the first request with a redirect to location and
 // records the Authorization header of the hop.
 func redirectingBase(location string, hopAuth *string) http.RoundTripper {
-	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+	return testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		if r.Response == nil {
-			h := http.Header{"Location": {location}}
-			return &http.Response{StatusCode: http.StatusFound, Header: h, Body: http.NoBody, Request: r}, nil
+			resp := testutil.Response(r, http.StatusFound, "")
+			resp.Header.Set("Location", location)
+			return resp, nil
 		}
 		*hopAuth = r.Header.Get("Authorization")
-		return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+		return testutil.Response(r, http.StatusOK, ""), nil
 	})
 }
 
@@ -63,8 +65,8 @@ func TestSubdomainRedirectNeedsCheckRedirect(t *testing.T) {
 // error that keeps it) logs the token.
 func TestResponseRequestHoldsToken(t *testing.T) {
 	const token = "response-request-token"
-	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+	base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
+		return testutil.Response(r, http.StatusOK, ""), nil
 	})
 	client := transport.Wrap(&http.Client{Transport: base}, credential.Static(token), "s", nil)
 	req, _ := http.NewRequest(http.MethodGet, "https://llm.example.com/v1", nil)

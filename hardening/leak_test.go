@@ -32,7 +32,6 @@ import (
 	"github.com/proxyauth/proxyauth/internal/sandbox"
 	"github.com/proxyauth/proxyauth/internal/testutil"
 	"github.com/proxyauth/proxyauth/internal/testutil/aztest"
-	"github.com/proxyauth/proxyauth/internal/tokencache"
 	"github.com/proxyauth/proxyauth/transport"
 )
 
@@ -398,7 +397,7 @@ func TestNoSecretLeaks(t *testing.T) {
 		tr := transport.New(cred, "s", &transport.Options{Base: upstream, Logger: log})
 		req, _ := http.NewRequest(http.MethodGet, proxy.URL+"/models", nil)
 		_, err := tr.RoundTrip(req)
-		if !errors.Is(err, tokencache.ErrCredentialPanic) {
+		if !errors.Is(err, transport.ErrCredentialPanic) {
 			t.Errorf("panicking credential: err = %v; want ErrCredentialPanic", err)
 		}
 		if err != nil {

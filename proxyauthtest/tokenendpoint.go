@@ -17,6 +17,7 @@ import (
 	"github.com/jarcoal/httpmock"
 
 	"github.com/proxyauth/proxyauth/credential"
+	"github.com/proxyauth/proxyauth/internal/redact"
 )
 
 // TokenEndpoint is a fake OAuth2 token endpoint for the client credentials
@@ -64,24 +65,18 @@ type IssuedToken struct {
 
 // String describes t with its Value redacted.
 func (t IssuedToken) String() string {
-	return fmt.Sprintf("proxyauthtest.IssuedToken{Value:REDACTED Scope:%q AuthStyle:%v IssuedAt:%s ExpiresOn:%s Revoked:%v}",
+	return fmt.Sprintf("proxyauthtest.IssuedToken{Value:"+redact.Redacted+" Scope:%q AuthStyle:%v IssuedAt:%s ExpiresOn:%s Revoked:%v}",
 		t.Scope, t.AuthStyle, t.IssuedAt.UTC().Format(time.RFC3339), t.ExpiresOn.UTC().Format(time.RFC3339), t.Revoked)
 }
 
 // Format prints String for every verb and flag (quoted for %q), so that no
 // verb prints the token.
-func (t IssuedToken) Format(f fmt.State, verb rune) {
-	s := t.String()
-	if verb == 'q' {
-		s = strconv.Quote(s)
-	}
-	_, _ = io.WriteString(f, s)
-}
+func (t IssuedToken) Format(f fmt.State, verb rune) { redact.Format(f, verb, t.String()) }
 
 // LogValue implements [slog.LogValuer] with the Value redacted.
 func (t IssuedToken) LogValue() slog.Value {
 	return slog.GroupValue(
-		slog.String("value", "REDACTED"),
+		slog.String("value", redact.Redacted),
 		slog.String("scope", t.Scope),
 		slog.String("auth_style", t.AuthStyle.String()),
 		slog.Time("issued_at", t.IssuedAt),
@@ -99,7 +94,7 @@ func (t IssuedToken) MarshalJSON() ([]byte, error) {
 		IssuedAt  time.Time `json:"issued_at"`
 		ExpiresOn time.Time `json:"expires_on"`
 		Revoked   bool      `json:"revoked"`
-	}{"REDACTED", t.Scope, t.AuthStyle.String(), t.IssuedAt, t.ExpiresOn, t.Revoked})
+	}{redact.Redacted, t.Scope, t.AuthStyle.String(), t.IssuedAt, t.ExpiresOn, t.Revoked})
 }
 
 // Failure describes error answers of a [TokenEndpoint]; see

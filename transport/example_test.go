@@ -2,6 +2,7 @@ package transport_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -81,4 +82,50 @@ func ExampleTransport_AuthHeaders() {
 	}
 	fmt.Println(h.Get("Authorization"))
 	// Output: Bearer demo-token
+}
+
+// A request that gets no token fails with an error that wraps a
+// *transport.FetchError, also through http.Client's *url.Error. It says
+// how many token requests have failed in a row and when the next one may
+// start, and wraps the credential's error: here the identity provider's
+// refusal, a *credential.OAuth2Error.
+func ExampleFetchError() {
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprint(w, `{"error":"invalid_client","error_description":"client secret is wrong"}`)
+	}))
+	defer idp.Close()
+	srv := proxy()
+	defer srv.Close()
+
+	cred, err := credential.NewOAuth2(credential.OAuth2Config{
+		ClientID:     "my-client-id",
+		ClientSecret: "a-wrong-secret",
+		TokenURL:     idp.URL,
+		AuthStyle:    credential.AuthStyleHeader,
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	client := transport.Wrap(http.DefaultClient, cred, "api://llm-proxy/.default", nil)
+	start := time.Now()
+	_, err = client.Get(srv.URL)
+
+	var fe *transport.FetchError
+	if errors.As(err, &fe) {
+		fmt.Println("failed token requests in a row:", fe.Failures)
+		// Until NextTry, requests without a token fail at once, and no
+		// token request is made.
+		fmt.Println("next try scheduled:", fe.NextTry.After(start))
+	}
+	var oe *credential.OAuth2Error
+	if errors.As(err, &oe) {
+		fmt.Println("identity provider:", oe.StatusCode, oe.Code)
+	}
+	// Output:
+	// failed token requests in a row: 1
+	// next try scheduled: true
+	// identity provider: 401 invalid_client
 }

@@ -14,8 +14,8 @@ import (
 
 	"github.com/jarcoal/httpmock"
 
-	"github.com/proxyauth/proxyauth/credential"
 	"github.com/proxyauth/proxyauth/internal/testutil"
+	"github.com/proxyauth/proxyauth/internal/testutil/testcred"
 )
 
 // Tests of rule 5: what a 401 does to the cached token, the one resend, and
@@ -36,14 +36,6 @@ func byToken(tok string) httpmock.Matcher {
 // sendsOf returns how many requests to url carrying tok reached mt.
 func sendsOf(mt *httpmock.MockTransport, method, url, tok string) int {
 	return mt.GetCallCountInfo()[method+" "+url+" <"+tok+">"]
-}
-
-// tokenSource hands out tok-1, tok-2, ... valid for an hour of clk.
-func tokenSource(clk *testutil.Clock, calls *atomic.Int64) credential.TokenCredential {
-	return credential.Func(func(context.Context, string) (credential.AccessToken, error) {
-		n := calls.Add(1)
-		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(time.Hour)}, nil
-	})
 }
 
 // unreplayable returns a POST whose body has no GetBody: the transport
@@ -84,34 +76,7 @@ func holdOf(r *refusal) string {
 }
 
 func answer(status int, r *http.Request) *http.Response {
-	return &http.Response{StatusCode: status, Header: http.Header{}, Body: io.NopCloser(strings.NewReader(http.StatusText(status))), Request: r}
-}
-
-// barrier holds each caller of wait until n callers have arrived, so that
-// what they do next really runs at once rather than one goroutine after
-// another.
-type barrier struct {
-	n       int64
-	arrived atomic.Int64
-	all     chan struct{} // closed when the n-th caller arrives
-}
-
-func newBarrier(n int) *barrier { return &barrier{n: int64(n), all: make(chan struct{})} }
-
-// wait reports whether all n arrived within HangTimeout. It runs on the
-// base transport's goroutines, so it reports rather than failing a test.
-func (b *barrier) wait() bool {
-	if b.arrived.Add(1) == b.n {
-		close(b.all)
-	}
-	timer := time.NewTimer(testutil.HangTimeout)
-	defer timer.Stop()
-	select {
-	case <-b.all:
-		return true
-	case <-timer.C:
-		return false
-	}
+	return testutil.Response(r, status, http.StatusText(status))
 }
 
 // concurrently sends n requests made by mk through rt, each from its own
@@ -165,9 +130,9 @@ func TestRetryOn401(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			up := &upstream{}
 			up.rejectToken("tok-1")
-			cred := &counter{}
+			cred := &testcred.Source{}
 			var drained, closed atomic.Int64
-			base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 				resp, err := up.RoundTrip(r)
 				if resp.StatusCode == http.StatusUnauthorized {
 					big := strings.NewReader(strings.Repeat("x", 1<<20))
@@ -246,7 +211,7 @@ func TestNoRetry(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			mt := httpmock.NewMockTransport()
 			mt.RegisterResponder(http.MethodPost, chatURL, httpmock.NewStringResponder(http.StatusUnauthorized, refusedBody))
-			cred := &counter{}
+			cred := &testcred.Source{}
 			tt.opts.Base = mt
 			tr := New(cred, "s", &tt.opts)
 			status, body := mustSend(t, tr, tt.req())
@@ -273,7 +238,7 @@ func TestRevokedTokenUnreplayableBody(t *testing.T) {
 	mt.RegisterMatcherResponder(http.MethodPost, chatURL, byToken("tok-1"),
 		httpmock.NewStringResponder(http.StatusOK, "ok").Then(httpmock.NewStringResponder(http.StatusUnauthorized, refusedBody)))
 	mt.RegisterMatcherResponder(http.MethodPost, chatURL, byToken("tok-2"), httpmock.NewStringResponder(http.StatusOK, "ok"))
-	cred := &counter{}
+	cred := &testcred.Source{}
 	tr := New(cred, "s", &Options{Base: mt})
 
 	if status, _ := mustSend(t, tr, unreplayable(chatURL, "1")); status != http.StatusOK {
@@ -283,13 +248,13 @@ func TestRevokedTokenUnreplayableBody(t *testing.T) {
 	if status != http.StatusUnauthorized || body != refusedBody {
 		t.Fatalf("request after the revocation: %d %q; want the 401 as it was", status, body)
 	}
-	if n := cred.calls.Load(); n != 1 {
+	if n := cred.Calls(); n != 1 {
 		t.Fatalf("credential calls after the 401 = %d; want 1 (nothing to resend, so no fetch yet)", n)
 	}
 	if status, _ := mustSend(t, tr, unreplayable(chatURL, "3")); status != http.StatusOK {
 		t.Fatalf("next request: status %d; want 200 with a new token", status)
 	}
-	if n := cred.calls.Load(); n != 2 {
+	if n := cred.Calls(); n != 2 {
 		t.Fatalf("credential calls = %d; want 2: exactly one new token", n)
 	}
 	if s1, s2, all := sendsOf(mt, http.MethodPost, chatURL, "tok-1"), sendsOf(mt, http.MethodPost, chatURL, "tok-2"), mt.GetTotalCallCount(); s1 != 2 || s2 != 1 || all != 3 {
@@ -306,14 +271,14 @@ func TestRevokedTokenUnreplayableBody(t *testing.T) {
 // and only then does slow get its 401, which must reach the caller. It
 // returns the transport, the credential and the server, which answers 401
 // to the tokens it was told to reject.
-func late401(t *testing.T, slow *http.Request, beforeLate func(*upstream)) (*Transport, *counter, *upstream) {
+func late401(t *testing.T, slow *http.Request, beforeLate func(*upstream)) (*Transport, *testcred.Source, *upstream) {
 	t.Helper()
 	up := &upstream{}
 	slowArrived, releaseSlow := make(chan struct{}), make(chan struct{})
 	release := sync.OnceFunc(func() { close(releaseSlow) })
 	t.Cleanup(release)
 	var slowSeen atomic.Bool
-	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+	base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		if r.URL.Path == "/slow" && slowSeen.CompareAndSwap(false, true) { // not its resend
 			close(slowArrived)
 			select {
@@ -323,7 +288,7 @@ func late401(t *testing.T, slow *http.Request, beforeLate func(*upstream)) (*Tra
 		}
 		return up.RoundTrip(r)
 	})
-	cred := &counter{}
+	cred := &testcred.Source{}
 	tr := New(cred, "s", &Options{Base: base})
 	if status, _ := mustSend(t, tr, httpGet("https://llm.example.com/")); status != http.StatusOK {
 		t.Fatalf("first request: status %d", status)
@@ -350,7 +315,7 @@ func late401(t *testing.T, slow *http.Request, beforeLate func(*upstream)) (*Tra
 	if r := testutil.Recv(t, slowDone, "the slow request's 401"); r.err != nil || r.status != http.StatusUnauthorized {
 		t.Fatalf("slow request: %d, %v; want its 401", r.status, r.err)
 	}
-	if n := cred.calls.Load(); n != 2 {
+	if n := cred.Calls(); n != 2 {
 		t.Fatalf("credential calls = %d; want 2", n)
 	}
 	return tr, cred, up
@@ -375,8 +340,8 @@ func TestLate401ForOldToken(t *testing.T) {
 			t.Fatalf("status %d; want 200", status)
 		}
 		s := up.sends()
-		if last := s[len(s)-1].auth; last != "Bearer tok-2" || cred.calls.Load() != 2 {
-			t.Fatalf("next request carried %q after %d credential calls; want tok-2 after 2", last, cred.calls.Load())
+		if last := s[len(s)-1].auth; last != "Bearer tok-2" || cred.Calls() != 2 {
+			t.Fatalf("next request carried %q after %d credential calls; want tok-2 after 2", last, cred.Calls())
 		}
 	})
 	t.Run("the newer token is not taken for new", func(t *testing.T) {
@@ -392,8 +357,8 @@ func TestLate401ForOldToken(t *testing.T) {
 		// The first request, the healed one (401, resend), the slow one,
 		// and the last one (401, resend).
 		want := "[tok-1 tok-1 tok-2 tok-1 tok-2 tok-3]"
-		if fmt.Sprint(auths) != want || cred.calls.Load() != 3 {
-			t.Fatalf("tokens sent %v after %d credential calls; want %s after 3", auths, cred.calls.Load(), want)
+		if fmt.Sprint(auths) != want || cred.Calls() != 3 {
+			t.Fatalf("tokens sent %v after %d credential calls; want %s after 3", auths, cred.Calls(), want)
 		}
 		if r := tr.refused.Load(); r != nil {
 			t.Fatalf("a refusal hold began (%v); want none", holdOf(r))
@@ -411,8 +376,8 @@ func TestLate401ForOldToken(t *testing.T) {
 			auths = append(auths, strings.TrimPrefix(s.auth, "Bearer "))
 		}
 		want := "[tok-1 tok-1 tok-2 tok-1 tok-2 tok-3]"
-		if fmt.Sprint(auths) != want || cred.calls.Load() != 3 {
-			t.Fatalf("tokens sent %v after %d credential calls; want %s after 3", auths, cred.calls.Load(), want)
+		if fmt.Sprint(auths) != want || cred.Calls() != 3 {
+			t.Fatalf("tokens sent %v after %d credential calls; want %s after 3", auths, cred.Calls(), want)
 		}
 		if r := tr.refused.Load(); r != nil {
 			t.Fatalf("a refusal hold began (%v); want none", holdOf(r))
@@ -425,19 +390,19 @@ func TestLate401ForOldToken(t *testing.T) {
 // have arrived, so the 401s really arrive together.
 func TestConcurrent401(t *testing.T) {
 	const n = 500
-	first := newBarrier(n)
+	first := testutil.NewBarrier(t, n)
 	var sends, stuck atomic.Int64
-	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+	base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		sends.Add(1)
 		if r.Header.Get("Authorization") == "Bearer tok-1" { // revoked
-			if !first.wait() {
+			if !first.Arrive() {
 				stuck.Add(1)
 			}
 			return answer(http.StatusUnauthorized, r), nil
 		}
 		return answer(http.StatusOK, r), nil
 	})
-	cred := &counter{}
+	cred := &testcred.Source{}
 	tr := New(cred, "s", &Options{Base: base})
 	if _, err := tr.Token(context.Background()); err != nil { // tok-1 cached
 		t.Fatal(err)
@@ -454,7 +419,7 @@ func TestConcurrent401(t *testing.T) {
 			t.Fatalf("request %d: %d, %v; want 200", i, statuses[i], errs[i])
 		}
 	}
-	if c, s, r := cred.calls.Load(), sends.Load(), tr.Stats().Retries; c != 2 || s != 2*n || r != n {
+	if c, s, r := cred.Calls(), sends.Load(), tr.Stats().Retries; c != 2 || s != 2*n || r != n {
 		t.Fatalf("credential calls %d, sends %d, resends %d; want 2, %d, %d", c, s, r, 2*n, n)
 	}
 }
@@ -464,10 +429,10 @@ func TestConcurrent401(t *testing.T) {
 // ends with a resend that is not refused.
 func TestServerRefusingEveryToken(t *testing.T) {
 	clk := testutil.NewClock()
-	var calls atomic.Int64
+	src := &testcred.Source{Now: clk.Now}
 	mt := httpmock.NewMockTransport()
 	mt.RegisterResponder(http.MethodGet, chatURL, httpmock.NewStringResponder(http.StatusUnauthorized, refusedBody))
-	tr := newTransport(tokenSource(clk, &calls), "s", &Options{Base: mt}, clk.Now)
+	tr := newTransport(src, "s", &Options{Base: mt}, clk.Now)
 	do := func() int {
 		t.Helper()
 		status, _ := mustSend(t, tr, httpGet(chatURL))
@@ -478,19 +443,19 @@ func TestServerRefusingEveryToken(t *testing.T) {
 			t.Fatalf("status = %d; want the 401", status)
 		}
 	}
-	if c, s, r := calls.Load(), mt.GetTotalCallCount(), tr.Stats().Retries; c != 2 || s != 101 || r != 1 {
+	if c, s, r := src.Calls(), mt.GetTotalCallCount(), tr.Stats().Retries; c != 2 || s != 101 || r != 1 {
 		t.Fatalf("credential calls %d, sends %d, resends %d; want 2, 101, 1", c, s, r)
 	}
 	for i, hold := range []time.Duration{1, 2, 4, 8, 16, 30, 30} {
 		hold *= time.Second
 		clk.Advance(hold - time.Nanosecond)
 		do()
-		if c := calls.Load(); c != int64(i+2) {
+		if c := src.Calls(); c != int64(i+2) {
 			t.Fatalf("step %d: credential calls within a hold of %v = %d; want %d", i, hold, c, i+2)
 		}
 		clk.Advance(time.Nanosecond)
 		do()
-		if c := calls.Load(); c != int64(i+3) {
+		if c := src.Calls(); c != int64(i+3) {
 			t.Fatalf("step %d: credential calls after a hold of %v = %d; want %d", i, hold, c, i+3)
 		}
 	}
@@ -510,11 +475,11 @@ func TestServerRefusingEveryToken(t *testing.T) {
 // hold, not one per request.
 func TestServerRefusingEveryTokenUnreplayable(t *testing.T) {
 	clk := testutil.NewClock()
-	var calls atomic.Int64
+	src := &testcred.Source{Now: clk.Now}
 	logs, logger := testutil.NewLogs()
 	mt := httpmock.NewMockTransport()
 	mt.RegisterResponder(http.MethodPost, chatURL, httpmock.NewStringResponder(http.StatusUnauthorized, refusedBody))
-	tr := newTransport(tokenSource(clk, &calls), "s", &Options{Base: mt, Logger: logger}, clk.Now)
+	tr := newTransport(src, "s", &Options{Base: mt, Logger: logger}, clk.Now)
 	post := func() {
 		t.Helper()
 		if status, body := mustSend(t, tr, unreplayable(chatURL, "{}")); status != http.StatusUnauthorized || body != refusedBody {
@@ -526,7 +491,7 @@ func TestServerRefusingEveryTokenUnreplayable(t *testing.T) {
 	for range 100 {
 		post()
 	}
-	if c, s := calls.Load(), mt.GetTotalCallCount(); c != 2 || s != 100 {
+	if c, s := src.Calls(), mt.GetTotalCallCount(); c != 2 || s != 100 {
 		t.Fatalf("credential calls %d, sends %d; want 2, 100", c, s)
 	}
 	holds := []time.Duration{1, 2, 4, 8, 16, 30, 30, 30}
@@ -537,13 +502,13 @@ func TestServerRefusingEveryTokenUnreplayable(t *testing.T) {
 		}
 		clk.Advance(hold - time.Nanosecond)
 		post()
-		if c := calls.Load(); c != int64(i+2) {
+		if c := src.Calls(); c != int64(i+2) {
 			t.Fatalf("step %d: credential calls within a hold of %v = %d; want %d", i, hold, c, i+2)
 		}
 		clk.Advance(time.Nanosecond)
 		post() // drops the held token; nothing to resend, so no fetch
 		post() // fetches the next token, refused too: the next hold
-		if c := calls.Load(); c != int64(i+3) {
+		if c := src.Calls(); c != int64(i+3) {
 			t.Fatalf("step %d: credential calls after a hold of %v = %d; want %d: one per hold", i, hold, c, i+3)
 		}
 	}
@@ -562,21 +527,22 @@ func TestServerRefusingEveryTokenUnreplayable(t *testing.T) {
 func TestConcurrentRefusalsStartOneHold(t *testing.T) {
 	const n = 50
 	clk := testutil.NewClock()
-	var calls, sends, stuck atomic.Int64
-	first, resend := newBarrier(n), newBarrier(n)
-	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+	src := &testcred.Source{Now: clk.Now}
+	var sends, stuck atomic.Int64
+	first, resend := testutil.NewBarrier(t, n), testutil.NewBarrier(t, n)
+	base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		sends.Add(1)
 		b := resend
 		if r.Header.Get("Authorization") == "Bearer tok-1" {
 			b = first
 		}
-		if !b.wait() {
+		if !b.Arrive() {
 			stuck.Add(1)
 		}
 		return answer(http.StatusUnauthorized, r), nil
 	})
 	logs, logger := testutil.NewLogs()
-	tr := newTransport(tokenSource(clk, &calls), "s", &Options{Base: base, Logger: logger}, clk.Now)
+	tr := newTransport(src, "s", &Options{Base: base, Logger: logger}, clk.Now)
 	if _, err := tr.Token(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -589,14 +555,41 @@ func TestConcurrentRefusalsStartOneHold(t *testing.T) {
 			t.Fatalf("request %d: %d, %v; want the 401", i, statuses[i], errs[i])
 		}
 	}
-	if c, s, r := calls.Load(), sends.Load(), tr.Stats().Retries; c != 2 || s != 2*n || r != n {
+	if c, s, r := src.Calls(), sends.Load(), tr.Stats().Retries; c != 2 || s != 2*n || r != n {
 		t.Fatalf("credential calls %d, sends %d, resends %d; want 2, %d, %d", c, s, r, 2*n, n)
 	}
 	r := tr.refused.Load()
-	if r == nil || r.header != "Bearer tok-2" || r.hold != firstHold || !r.until.Equal(clk.Now().Add(firstHold)) {
+	if r == nil || r.authorization != "Bearer tok-2" || r.hold != firstHold || !r.until.Equal(clk.Now().Add(firstHold)) {
 		t.Fatalf("hold %v; want one hold of %v, for tok-2, from now", holdOf(r), firstHold)
 	}
 	if k := len(logs.Events("refusal_hold")); k != 1 {
 		t.Fatalf("%d refusal_hold events; want 1", k)
+	}
+}
+
+// storeMax, which keeps the refused and accepted marks, leaves the largest
+// value whatever the order of concurrent calls. The calls start together
+// at a barrier, smallest first and largest first alike.
+func TestStoreMax(t *testing.T) {
+	const n = 100
+	var v atomic.Uint64
+	storeMax(&v, 7)
+	storeMax(&v, 3)
+	if got := v.Load(); got != 7 {
+		t.Fatalf("after 7 then 3: %d; want 7", got)
+	}
+	v.Store(0)
+	b := testutil.NewBarrier(t, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			b.Arrive()
+			storeMax(&v, uint64(i+1))
+		})
+	}
+	testutil.Wait(t, &wg, "the concurrent calls of storeMax")
+	b.Check(t, "calls of storeMax")
+	if got := v.Load(); got != n {
+		t.Fatalf("after concurrent calls with 1..%d: %d; want %d", n, got, n)
 	}
 }

@@ -3,6 +3,25 @@
 // cached, refreshed in the background before it expires, fetched once for
 // any number of concurrent requests, and renewed once when the server
 // answers 401.
+//
+// # Errors
+//
+// Every error of [Transport.RoundTrip], [Transport.Token] and
+// [Transport.AuthHeaders] that means "no token" wraps a *[FetchError]
+// (errors.As), which says when the next token request may start and wraps
+// the cause: errors.Is and errors.As reach the credential's own error (a
+// *[credential.OAuth2Error], an azidentity error), or [ErrCredentialPanic],
+// [ErrCredentialStuck], [ErrInvalidToken], a *[ExpiredTokenError], or
+// [context.DeadlineExceeded] when the credential did not answer within
+// [Options.FetchTimeout].
+//
+// A caller whose own context ended gets its context's error instead
+// (errors.Is with [context.Canceled] or [context.DeadlineExceeded]), not a
+// FetchError: nothing failed but its wait, and the shared fetch it waited
+// for goes on for the other callers.
+//
+// The transport's own errors start with "transport: " and never hold a
+// token; an error of the base transport is returned as it is.
 package transport
 
 import (
@@ -11,15 +30,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/proxyauth/proxyauth/credential"
 	"github.com/proxyauth/proxyauth/internal/hosts"
+	"github.com/proxyauth/proxyauth/internal/redact"
 	"github.com/proxyauth/proxyauth/internal/tokencache"
 )
 
@@ -63,11 +81,6 @@ type Options struct {
 	// DisableRetry turns off the single resend of a request that got 401.
 	DisableRetry bool
 }
-
-// ErrInsecureHTTP is returned, wrapped, when a token would go over plain http
-// to a host that is not loopback and [Options.AllowHTTP] is false. Loopback
-// hosts are 127.0.0.0/8, ::1 and "localhost".
-var ErrInsecureHTTP = errors.New("proxyauth: refusing to send a bearer token over plain http to a non-loopback host")
 
 // Stats counts what a [Transport] did since it was created.
 type Stats struct {
@@ -130,9 +143,9 @@ type Transport struct {
 // audience, a missing role) is not helped by another fetch, and fetching on
 // every 401 would hammer the identity provider.
 type refusal struct {
-	header string
-	until  time.Time
-	hold   time.Duration
+	authorization string // the held token's header value
+	until         time.Time
+	hold          time.Duration
 }
 
 // 401s to a refused new token are returned as they are, without a fetch or
@@ -200,7 +213,8 @@ func Wrap(client *http.Client, cred credential.TokenCredential, scope string, op
 }
 
 // Token returns the cached token, fetching it if there is none that can be
-// used. ctx ends only this caller's wait, not the shared fetch.
+// used. ctx ends only this caller's wait, not the shared fetch. An error
+// wraps a *[FetchError], or is ctx's own when ctx ended first.
 func (t *Transport) Token(ctx context.Context) (credential.AccessToken, error) {
 	e, err := t.cache.Get(ctx)
 	if err != nil {
@@ -211,12 +225,13 @@ func (t *Transport) Token(ctx context.Context) (credential.AccessToken, error) {
 
 // AuthHeaders returns a fresh header map {"Authorization": {"Bearer ..."}}
 // for clients that cannot take an http.Client, such as WebSocket dialers.
+// Its errors are those of Token.
 func (t *Transport) AuthHeaders(ctx context.Context) (http.Header, error) {
 	e, err := t.cache.Get(ctx)
 	if err != nil {
 		return nil, wrapTokenErr(err)
 	}
-	return http.Header{"Authorization": {e.Header}}, nil
+	return http.Header{"Authorization": {e.Authorization}}, nil
 }
 
 // Stats returns the transport's counters.
@@ -235,15 +250,11 @@ func (t *Transport) String() string {
 
 // Format prints String for every verb, so that %+v and %#v cannot walk into
 // the cache and the base transport.
-func (t *Transport) Format(f fmt.State, verb rune) {
-	s := t.String()
-	if verb == 'q' {
-		s = strconv.Quote(s)
-	}
-	_, _ = io.WriteString(f, s)
-}
+func (t *Transport) Format(f fmt.State, verb rune) { redact.Format(f, verb, t.String()) }
 
-func wrapTokenErr(err error) error { return fmt.Errorf("proxyauth: no token: %w", err) }
+// wrapTokenErr wraps an error of the cache: a *FetchError, or the error of
+// a caller whose own context ended.
+func wrapTokenErr(err error) error { return fmt.Errorf("transport: no token: %w", err) }
 
 // RoundTrip implements [http.RoundTripper].
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -256,7 +267,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}()
 
 	if req.URL == nil {
-		return nil, errors.New("proxyauth: nil Request.URL")
+		return nil, errors.New("transport: nil Request.URL")
 	}
 	if req.Response != nil && !redirectKeepsToken(req) {
 		bodyOwned = false
@@ -268,10 +279,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 	e, err := t.cache.Get(req.Context())
 	if err != nil {
-		return nil, fmt.Errorf("proxyauth: no token for %s %s: %w", req.Method, req.URL.Host, err)
+		return nil, fmt.Errorf("transport: no token for %s %s: %w", req.Method, req.URL.Host, err)
 	}
 	bodyOwned = false
-	resp, err := t.base.RoundTrip(withAuth(req, e.HeaderValue, req.Body))
+	resp, err := t.base.RoundTrip(withAuth(req, e.AuthorizationValues, req.Body))
 	if err != nil {
 		return nil, err
 	}
@@ -296,7 +307,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // its 401s to that token are returned as they are for a hold, without
 // invalidation or fetches.
 func (t *Transport) retry(req *http.Request, resp *http.Response, used *tokencache.Entry) (*http.Response, error) {
-	if r := t.refused.Load(); r != nil && r.header == used.Header {
+	if r := t.refused.Load(); r != nil && r.authorization == used.Authorization {
 		if t.now().Before(r.until) {
 			return resp, nil
 		}
@@ -313,11 +324,11 @@ func (t *Transport) retry(req *http.Request, resp *http.Response, used *tokencac
 	e, err := t.cache.Get(req.Context())
 	if err != nil {
 		if t.log != nil {
-			t.log.Warn("proxyauth: 401 not resent: no new token", "event", "retry_skipped", "host", req.URL.Host, "error", err.Error())
+			t.log.Warn("transport: 401 not resent: no new token", "event", "retry_skipped", "host", req.URL.Host, "error", err.Error())
 		}
 		return resp, nil
 	}
-	if e.Header == used.Header {
+	if e.Authorization == used.Authorization {
 		return resp, nil // the credential has no other token to offer
 	}
 	body := req.Body
@@ -331,9 +342,9 @@ func (t *Transport) retry(req *http.Request, resp *http.Response, used *tokencac
 
 	t.retries.Add(1)
 	if t.log != nil {
-		t.log.Debug("proxyauth: resending after 401 with a new token", "event", "retry", "method", req.Method, "host", req.URL.Host)
+		t.log.Debug("transport: resending after 401 with a new token", "event", "retry", "method", req.Method, "host", req.URL.Host)
 	}
-	resp, err = t.base.RoundTrip(withAuth(req, e.HeaderValue, body))
+	resp, err = t.base.RoundTrip(withAuth(req, e.AuthorizationValues, body))
 	if err != nil {
 		return resp, err
 	}
@@ -361,25 +372,24 @@ func (t *Transport) refusedNew(e *tokencache.Entry) bool {
 
 // markRefused records that the server refused used: a token fetched after
 // it is new until the server accepts a token newer than used.
-func (t *Transport) markRefused(used *tokencache.Entry) {
-	for {
-		rs := t.refusedSeq.Load()
-		if used.Seq() <= rs || t.refusedSeq.CompareAndSwap(rs, used.Seq()) {
-			return
-		}
-	}
-}
+func (t *Transport) markRefused(used *tokencache.Entry) { storeMax(&t.refusedSeq, used.Seq()) }
 
 // accepted ends the refusal episode when the server took a request: the
 // hold, with the held token or with another one after the hold, and the
 // mark of a refused token once a newer one is accepted.
 func (t *Transport) accepted(e *tokencache.Entry) {
-	if r := t.refused.Load(); r != nil && (r.header == e.Header || !t.now().Before(r.until)) {
+	if r := t.refused.Load(); r != nil && (r.authorization == e.Authorization || !t.now().Before(r.until)) {
 		t.refused.CompareAndSwap(r, nil)
 	}
+	storeMax(&t.acceptedSeq, e.Seq())
+}
+
+// storeMax raises v to n unless it holds more already. Concurrent calls
+// leave the largest n, whatever their order.
+func storeMax(v *atomic.Uint64, n uint64) {
 	for {
-		as := t.acceptedSeq.Load()
-		if e.Seq() <= as || t.acceptedSeq.CompareAndSwap(as, e.Seq()) {
+		old := v.Load()
+		if n <= old || v.CompareAndSwap(old, n) {
 			return
 		}
 	}
@@ -392,16 +402,16 @@ func (t *Transport) refuse(e *tokencache.Entry, host string) {
 	now := t.now()
 	for {
 		prev := t.refused.Load()
-		if prev != nil && prev.header == e.Header {
+		if prev != nil && prev.authorization == e.Authorization {
 			return
 		}
 		hold := firstHold
 		if prev != nil && now.Before(prev.until.Add(maxHold)) {
 			hold = min(2*prev.hold, maxHold) // refused again soon after the last hold
 		}
-		if t.refused.CompareAndSwap(prev, &refusal{header: e.Header, until: now.Add(hold), hold: hold}) {
+		if t.refused.CompareAndSwap(prev, &refusal{authorization: e.Authorization, until: now.Add(hold), hold: hold}) {
 			if t.log != nil {
-				t.log.Warn("proxyauth: a newly fetched token was refused too; its 401s are returned without a new fetch for a while",
+				t.log.Warn("transport: a newly fetched token was refused too; its 401s are returned without a new fetch for a while",
 					"event", "refusal_hold", "host", host, "hold", hold)
 			}
 			return
@@ -443,52 +453,7 @@ func redirectKeepsToken(req *http.Request) bool {
 	}
 	host := orig.URL.Hostname()
 	for r := req; r != orig; r = r.Response.Request {
-		if !sameHostOrSubdomain(r.URL.Hostname(), host) {
-			return false
-		}
-	}
-	return true
-}
-
-// sameHostOrSubdomain reports whether host is parent or a subdomain of it,
-// ignoring case and ports, as net/http decides whether a redirect keeps the
-// Authorization header.
-//
-// Only ASCII letters are folded, as DNS does. A name with other bytes must
-// match exactly: net/http maps such names with IDNA first, and Unicode case
-// mapping is no substitute (it folds the Kelvin sign into "k" and turns
-// every invalid byte into U+FFFD, making different names equal).
-func sameHostOrSubdomain(host, parent string) bool {
-	host, parent = lowerASCII(strings.TrimSuffix(host, ".")), lowerASCII(strings.TrimSuffix(parent, "."))
-	if host == parent {
-		return true
-	}
-	// An IP address is neither a subdomain nor has one.
-	if !isASCII(host) || !isASCII(parent) || strings.ContainsAny(host, ":%") || net.ParseIP(host) != nil || net.ParseIP(parent) != nil {
-		return false
-	}
-	return len(host) > len(parent) && strings.HasSuffix(host, parent) && host[len(host)-len(parent)-1] == '.'
-}
-
-// lowerASCII lowercases the ASCII letters of s and leaves other bytes alone.
-func lowerASCII(s string) string {
-	for i := 0; i < len(s); i++ {
-		if 'A' <= s[i] && s[i] <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if 'A' <= b[j] && b[j] <= 'Z' {
-					b[j] += 'a' - 'A'
-				}
-			}
-			return string(b)
-		}
-	}
-	return s
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
+		if !hosts.SameOrSubdomain(r.URL.Hostname(), host) {
 			return false
 		}
 	}

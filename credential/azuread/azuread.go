@@ -20,6 +20,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"github.com/proxyauth/proxyauth/credential"
+	"github.com/proxyauth/proxyauth/internal/redact"
 )
 
 // Credential adapts any azidentity credential ([azcore.TokenCredential]) to
@@ -102,13 +103,7 @@ func (c *Credential) String() string {
 
 // Format implements [fmt.Formatter] so that every verb prints String: the
 // fields of an azidentity credential are not for printing.
-func (c *Credential) Format(f fmt.State, verb rune) {
-	s := c.String()
-	if verb == 'q' {
-		s = fmt.Sprintf("%q", s)
-	}
-	_, _ = f.Write([]byte(s))
-}
+func (c *Credential) Format(f fmt.State, verb rune) { redact.Format(f, verb, c.String()) }
 
 // GetToken gets a token for scope from the azidentity credential.
 //

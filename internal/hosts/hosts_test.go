@@ -26,3 +26,49 @@ func TestIsLoopback(t *testing.T) {
 		}
 	}
 }
+
+func TestSameOrSubdomain(t *testing.T) {
+	tests := []struct {
+		host, parent string
+		want         bool
+	}{
+		{"a.com", "a.com", true},
+		{"b.a.com", "a.com", true},
+		{"A.COM", "a.com", true},
+		{"a.com.", "a.com", true},
+		{"ba.com", "a.com", false},
+		{"a.com", "b.a.com", false},
+		{"10.0.0.1", "0.0.1", false},
+		{"1.10.0.0.1", "10.0.0.1", false},
+		{"::1", "::1", true},
+		{"", "a.com", false},
+	}
+	for _, tt := range tests {
+		if got := SameOrSubdomain(tt.host, tt.parent); got != tt.want {
+			t.Errorf("SameOrSubdomain(%q, %q) = %v; want %v", tt.host, tt.parent, got, tt.want)
+		}
+	}
+}
+
+// Unicode case mapping made different names equal (FuzzSameHostOrSubdomain,
+// testdata/fuzz/FuzzSameHostOrSubdomain/invalid-utf8-folded-equal and
+// kelvin-sign): only ASCII is folded, other names must match exactly.
+func TestSameOrSubdomainNonASCII(t *testing.T) {
+	tests := []struct {
+		host, parent string
+		want         bool
+	}{
+		{"\xc2", "\x83", false},
+		{"evil.\u212aey.com", "key.com", false}, // Kelvin sign
+		{"ev_il.\u212aey.com", "key.com", false},
+		{"a.bücher.example", "bücher.example", false},
+		{"bücher.example", "bücher.example", true},
+		{"B\u00fccher.example.", "b\u00fccher.example", true},
+		{"EU.LLM.example.com", "llm.EXAMPLE.com", true},
+	}
+	for _, tt := range tests {
+		if got := SameOrSubdomain(tt.host, tt.parent); got != tt.want {
+			t.Errorf("SameOrSubdomain(%q, %q) = %v; want %v", tt.host, tt.parent, got, tt.want)
+		}
+	}
+}

@@ -1,11 +1,15 @@
 // Package testutil supports the tests of proxyauth: a fake clock, bounded
-// waits that fail with a message instead of hanging, and a slog handler that
-// records what was logged.
+// waits that fail with a message instead of hanging, a slog handler that
+// records what was logged, a barrier, and a fake base transport.
 package testutil
 
 import (
 	"context"
+	"io"
 	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -176,4 +180,24 @@ func (l *Logs) Events(event string) []Record {
 		}
 	}
 	return out
+}
+
+// RoundTripFunc is an [http.RoundTripper] made of a function: the fake base
+// transport of a test.
+type RoundTripFunc func(*http.Request) (*http.Response, error)
+
+// RoundTrip calls f(r).
+func (f RoundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// Response returns an answer to req with status and body, and an empty
+// header map, as a base transport would.
+func Response(req *http.Request, status int, body string) *http.Response {
+	return &http.Response{
+		StatusCode:    status,
+		Status:        strconv.Itoa(status) + " " + http.StatusText(status),
+		Header:        http.Header{},
+		Body:          io.NopCloser(strings.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Request:       req,
+	}
 }

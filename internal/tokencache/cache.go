@@ -12,6 +12,8 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/proxyauth/proxyauth/credential"
+	"github.com/proxyauth/proxyauth/internal/bearer"
+	"github.com/proxyauth/proxyauth/internal/redact"
 )
 
 // Defaults and limits of the refresh and backoff policy.
@@ -34,25 +36,32 @@ type Options struct {
 	RefreshBefore time.Duration    // zero: DefaultRefreshBefore
 	FetchTimeout  time.Duration    // zero: DefaultFetchTimeout
 	Now           func() time.Time // nil: time.Now
-	Logger        *slog.Logger     // nil: no logs
+	Logger        *slog.Logger     // nil: no logs. Messages are the transport's, and say so
 }
 
 // Entry is an immutable cached token. Entries are never modified after they
-// are published, so readers need no lock.
+// are published, so readers need no lock; only an atomic mark of
+// invalidation is set later.
 type Entry struct {
 	Token credential.AccessToken
-	// Header is "Bearer " + Token.Token, built once per token so that the
-	// request path does not concatenate strings.
-	Header string
-	// HeaderValue is []string{Header}, shared by every request that carries
-	// this token, so that setting the header allocates nothing. It must not
-	// be modified; a RoundTripper may not modify request headers anyway.
-	HeaderValue []string
+	// Authorization is the header value "Bearer " + Token.Token, built
+	// once per token so that the request path does not concatenate
+	// strings.
+	Authorization string
+	// AuthorizationValues is []string{Authorization}, shared by every
+	// request that carries this token, so that setting the header
+	// allocates nothing. It must not be modified; a RoundTripper may not
+	// modify request headers anyway.
+	AuthorizationValues []string
 
 	refreshAt   time.Time // the refresh point
 	usableUntil time.Time
 	never       bool   // ExpiresOn was zero: never refreshed, never unusable
 	seq         uint64 // order of creation in its cache, from 1
+	// dropped is set by Invalidate and never cleared. The flag is the one
+	// part of an entry that changes; behind a pointer, so that the value
+	// methods can copy an entry.
+	dropped *atomic.Bool
 }
 
 // Seq numbers the entries of a cache in the order they were made, from 1,
@@ -72,8 +81,9 @@ func (e Entry) String() string {
 	return fmt.Sprintf("tokencache.Entry{Token:%v RefreshAt:%v UsableUntil:%v}", e.Token, e.refreshAt, e.usableUntil)
 }
 
-// Format keeps every fmt verb from printing Header, which holds the token.
-func (e Entry) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(e.String())) }
+// Format keeps every fmt verb from printing Authorization, which holds the
+// token.
+func (e Entry) Format(f fmt.State, verb rune) { redact.Format(f, verb, e.String()) }
 
 // Cache holds one token and keeps it fresh. It is safe for concurrent use.
 //
@@ -107,6 +117,18 @@ type Cache struct {
 	fetches     atomic.Int64
 	fetchErrors atomic.Int64
 	seq         atomic.Uint64 // entries made
+
+	// hook, if not nil, is called at the named points where concurrent
+	// calls interleave, so that a test can hold a call there. Set only by
+	// tests, before the cache is used.
+	hook func(point string)
+}
+
+// at calls the test hook, if any, at point.
+func (c *Cache) at(point string) {
+	if c.hook != nil {
+		c.hook(point)
+	}
 }
 
 // New returns a cache that fetches with fetch.
@@ -140,31 +162,59 @@ func (c *Cache) Get(ctx context.Context) (*Entry, error) {
 	if e != nil && now.Before(e.refreshAt) {
 		return e, nil
 	}
-	return c.slow(ctx, e, now)
+	return c.refreshOrWait(ctx, e, now)
 }
 
-func (c *Cache) slow(ctx context.Context, e *Entry, now time.Time) (*Entry, error) {
+// refreshOrWait is Get for a token that is not fresh: one still usable is
+// returned at once, with a background refresh started; without one, the
+// caller waits for the shared fetch.
+func (c *Cache) refreshOrWait(ctx context.Context, e *Entry, now time.Time) (*Entry, error) {
 	if e != nil && now.Before(e.usableUntil) {
 		c.refreshInBackground(now)
 		return e, nil
 	}
+	if ctx.Err() != nil {
+		// A caller that has given up starts no fetch, and learns that
+		// its own context ended, whatever the backoff says.
+		return nil, waitErr(ctx)
+	}
 	if err := c.backoffErr(now); err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		// A caller that has given up starts no fetch.
-		return nil, fmt.Errorf("waiting for a token: %w", context.Cause(ctx))
-	}
-	ch := c.sf.DoChan("", c.doFetch)
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
+	for retried := false; ; retried = true {
+		ch := c.sf.DoChan("", c.doFetch)
+		c.at("joined")
+		select {
+		case r := <-ch:
+			if r.Err != nil {
+				return nil, r.Err
+			}
+			e := r.Val.(*Entry)
+			if e.dropped.Load() && !retried {
+				// The fetch found e fresh and shared it, but e was
+				// invalidated before this caller got it: it may be
+				// the very token this caller's request was refused
+				// with. One more fetch cannot return e: it is no
+				// longer cached, and doFetch would not reuse it.
+				continue
+			}
+			return e, nil
+		case <-ctx.Done():
+			return nil, waitErr(ctx)
 		}
-		return r.Val.(*Entry), nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for a token: %w", context.Cause(ctx))
 	}
+}
+
+// waitErr is the error of a caller whose own context ended: the context's
+// error, and its cause too when one was given, so that errors.Is finds
+// context.Canceled or context.DeadlineExceeded either way. It is no
+// FetchError: nothing failed but the caller's wait.
+func waitErr(ctx context.Context) error {
+	err := ctx.Err()
+	if cause := context.Cause(ctx); cause != nil && cause != err {
+		return fmt.Errorf("waiting for a token: %w: %w", err, cause)
+	}
+	return fmt.Errorf("waiting for a token: %w", err)
 }
 
 func (c *Cache) refreshInBackground(now time.Time) {
@@ -172,7 +222,7 @@ func (c *Cache) refreshInBackground(now time.Time) {
 		return
 	}
 	if c.log != nil {
-		c.log.Debug("proxyauth: refreshing token in the background", "event", "refresh_started")
+		c.log.Debug("transport: refreshing the token in the background", "event", "refresh_started")
 	}
 	ch := c.sf.DoChan("", c.doFetch)
 	go func() {
@@ -218,7 +268,12 @@ func (c *Cache) doFetch() (any, error) {
 	// A caller that saw no fresh token may get here just after another
 	// fetch stored one, or while the backoff runs: no credential call then.
 	if e := c.cur.Load(); e != nil && (e.never || now.Before(e.refreshAt)) {
-		return e, nil
+		c.at("loaded")
+		if !e.dropped.Load() {
+			c.at("reusing")
+			return e, nil
+		}
+		// Invalidated since it was read: fetch anew.
 	}
 	if err := c.backoffErr(now); err != nil {
 		return nil, err
@@ -280,7 +335,7 @@ func (c *Cache) settle(tok credential.AccessToken, err error) (*Entry, error) {
 	}
 	c.store(e)
 	if c.log != nil {
-		c.log.Debug("proxyauth: token fetched", "event", "token_fetched", "expires_on", tok.ExpiresOn, "refresh_at", e.refreshAt)
+		c.log.Debug("transport: token fetched", "event", "token_fetched", "expires_on", tok.ExpiresOn, "refresh_at", e.refreshAt)
 	}
 	return e, nil
 }
@@ -335,7 +390,7 @@ func (c *Cache) fail(cause error, now time.Time, called bool) error {
 	failures := c.failures
 	c.mu.Unlock()
 	if c.log != nil {
-		c.log.Warn("proxyauth: token fetch failed", "event", "fetch_failed", "error", cause.Error(), "failures", failures, "retry_in", next.Sub(now))
+		c.log.Warn("transport: token fetch failed", "event", "fetch_failed", "error", cause.Error(), "failures", failures, "retry_in", next.Sub(now))
 	}
 	return &FetchError{Err: cause, Failures: failures, NextTry: next, now: now}
 }
@@ -346,8 +401,8 @@ func (c *Cache) entryFor(tok credential.AccessToken, now time.Time) (*Entry, err
 	if tok.Token == "" {
 		return nil, ErrEmptyToken
 	}
-	if !validToken(tok.Token) {
-		return nil, ErrInvalidToken
+	if !bearer.Valid(tok.Token) {
+		return nil, errUnsafeToken
 	}
 	// Expiry is a wall-clock fact. A time with a monotonic clock reading
 	// (time.Now) would be compared by the monotonic clock, which stops
@@ -355,14 +410,14 @@ func (c *Cache) entryFor(tok credential.AccessToken, now time.Time) (*Entry, err
 	// suspend. So every time in the entry is wall-clock only.
 	now = now.Round(0)
 	h := "Bearer " + tok.Token
-	e := &Entry{Token: tok, Header: h, HeaderValue: []string{h}, seq: c.seq.Add(1)}
+	e := &Entry{Token: tok, Authorization: h, AuthorizationValues: []string{h}, seq: c.seq.Add(1), dropped: new(atomic.Bool)}
 	if tok.ExpiresOn.IsZero() {
 		e.never = true
 		return e, nil
 	}
 	exp, refreshOn := tok.ExpiresOn.Round(0), tok.RefreshOn.Round(0)
 	if !now.Before(exp) {
-		return nil, &ExpiredError{ExpiresOn: exp, Now: now}
+		return nil, &ExpiredTokenError{ExpiresOn: exp, Now: now}
 	}
 	e.refreshAt, e.usableUntil = Schedule(now, exp, refreshOn, c.refreshBefore)
 	return e, nil
@@ -390,23 +445,16 @@ func Schedule(f, exp, refreshOn time.Time, refreshBefore time.Duration) (refresh
 	return refreshAt, usableUntil
 }
 
-// validToken reports whether s can go into an Authorization header as it is:
-// visible ASCII only, so that a token can neither break the header nor be
-// rejected by net/http with its value in the message.
-func validToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] <= ' ' || s[i] >= 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
 // Invalidate drops the cached token if it is still token. A request that was
 // refused with an older token must not throw away a newer one.
+//
+// The entry is marked before it is dropped, so that a fetch which found it
+// fresh just before, and callers who join that fetch, do not hand it out
+// again: a Get that starts after Invalidate returns never returns it.
 func (c *Cache) Invalidate(token string) {
 	e := c.cur.Load()
 	if e != nil && e.Token.Token == token {
+		e.dropped.Store(true)
 		c.cur.CompareAndSwap(e, nil)
 	}
 }
@@ -417,43 +465,63 @@ func (c *Cache) Stats() (fetches, fetchErrors int64) {
 	return c.fetches.Load(), c.fetchErrors.Load()
 }
 
-// ErrEmptyToken and ErrInvalidToken describe unusable fetch results; the
-// token itself is never part of an error. ErrCredentialPanic is wrapped
-// around the value of a credential's panic. ErrCredentialStuck is the
-// cause while two calls that outlived the fetch timeout have not returned:
-// no third starts until one does.
+// The causes of failed fetches that are not the credential's own errors.
+// None of them holds a token.
 var (
+	// ErrCredentialPanic is wrapped around the value of a credential's
+	// panic.
 	ErrCredentialPanic = errors.New("credential panicked")
+	// ErrCredentialStuck is the cause while two calls that outlived the
+	// fetch timeout have not returned: no third starts until one does.
 	ErrCredentialStuck = errors.New("earlier credential calls have not returned since they timed out")
-	ErrEmptyToken      = errors.New("credential returned an empty token")
-	ErrInvalidToken    = errors.New("credential returned a token with characters that cannot go into an HTTP header")
+	// ErrInvalidToken matches every token that cannot be sent: an empty
+	// one (ErrEmptyToken) and one with characters that cannot go into a
+	// header. Those have messages of their own.
+	ErrInvalidToken = errors.New("credential returned a token that cannot go into an Authorization header")
+	// ErrEmptyToken is an empty token. It matches ErrInvalidToken.
+	ErrEmptyToken error = invalidTokenError("credential returned an empty token")
+
+	errUnsafeToken error = invalidTokenError("credential returned a token with characters that cannot go into an HTTP header")
 )
 
-// ExpiredError is returned when a credential hands out a token that has
-// already expired, typically because of clock skew or a stale cache.
-type ExpiredError struct {
-	ExpiresOn time.Time
-	Now       time.Time
+// invalidTokenError says why a token cannot be sent, and matches
+// ErrInvalidToken.
+type invalidTokenError string
+
+func (e invalidTokenError) Error() string        { return string(e) }
+func (e invalidTokenError) Is(target error) bool { return target == ErrInvalidToken }
+
+// ExpiredTokenError is returned when a credential hands out a token that
+// has already expired, typically because of clock skew or a stale cache.
+type ExpiredTokenError struct {
+	ExpiresOn time.Time // the token's expiry
+	Now       time.Time // when the cache received it
 }
 
-func (e *ExpiredError) Error() string {
+func (e *ExpiredTokenError) Error() string {
 	return fmt.Sprintf("credential returned a token that expired at %s, %v before it was received",
 		e.ExpiresOn.UTC().Format(time.RFC3339), e.Now.Sub(e.ExpiresOn).Round(time.Millisecond))
 }
 
-// FetchError is a failed token fetch: the cause, and when the cache tries
-// again. Err is reachable with errors.Is and errors.As.
+// FetchError is a failed token fetch, or the error of a caller that found
+// no usable token while the backoff after one runs: the cause, and when
+// the cache tries again. Err is reachable with errors.Is and errors.As.
 type FetchError struct {
-	Err      error
+	Err      error     // the cause
 	Failures int       // consecutive failed fetches
 	NextTry  time.Time // no fetch starts before this
-	now      time.Time // when the error was handed out
+	now      time.Time // when the error was handed out; zero in one made elsewhere
 }
 
 func (e *FetchError) Error() string {
+	if e.now.IsZero() {
+		return fmt.Sprintf("token fetch failed (%d in a row; next try at %s): %v",
+			e.Failures, e.NextTry.UTC().Format("15:04:05.000Z"), e.Err)
+	}
 	wait := e.NextTry.Sub(e.now).Round(time.Millisecond)
 	return fmt.Sprintf("token fetch failed (%d in a row; next try in %v, at %s): %v",
 		e.Failures, wait, e.NextTry.UTC().Format("15:04:05.000Z"), e.Err)
 }
 
+// Unwrap returns the cause.
 func (e *FetchError) Unwrap() error { return e.Err }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/proxyauth/proxyauth/credential"
 	"github.com/proxyauth/proxyauth/internal/testutil"
+	"github.com/proxyauth/proxyauth/internal/testutil/testcred"
 )
 
 var errBoom = errors.New("identity provider says no")
@@ -28,16 +29,8 @@ func (s *source) fetch(ctx context.Context) (credential.AccessToken, error) {
 	return s.fn(ctx, s.calls.Add(1))
 }
 
-// lifetime returns a source whose n-th token is "tok-n", valid for life
-// from clk's now.
-func lifetime(clk *testutil.Clock, life time.Duration) *source {
-	return &source{fn: func(_ context.Context, n int64) (credential.AccessToken, error) {
-		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(life)}, nil
-	}}
-}
-
-func newCache(src *source, clk *testutil.Clock) *Cache {
-	return New(src.fetch, Options{Now: clk.Now})
+func newCache(fetch Fetcher, clk *testutil.Clock) *Cache {
+	return New(fetch, Options{Now: clk.Now})
 }
 
 func mustGet(t *testing.T, c *Cache) *Entry {
@@ -124,7 +117,7 @@ func TestSchedule(t *testing.T) {
 				}
 				return tok, nil
 			}}
-			c := newCache(src, clk)
+			c := newCache(src.fetch, clk)
 			mustGet(t, c)
 			clk.Set(gotRefresh.Add(-time.Nanosecond))
 			if e := mustGet(t, c); e.Token.Token != "tok-1" || src.calls.Load() != 1 {
@@ -140,7 +133,7 @@ func TestSchedule(t *testing.T) {
 			}
 
 			// A fresh cache jumping straight past usable-until must wait.
-			c2 := newCache(lifetime(clk, tt.life), clk)
+			c2 := newCache((&testcred.Source{Now: clk.Now, Life: tt.life}).Fetch, clk)
 			clk.Set(f)
 			first := mustGet(t, c2)
 			clk.Set(first.UsableUntil())
@@ -156,7 +149,7 @@ func TestNeverExpires(t *testing.T) {
 	src := &source{fn: func(context.Context, int64) (credential.AccessToken, error) {
 		return credential.AccessToken{Token: "forever"}, nil
 	}}
-	c := newCache(src, clk)
+	c := newCache(src.fetch, clk)
 	mustGet(t, c)
 	clk.Advance(100 * 365 * 24 * time.Hour)
 	mustGet(t, c)
@@ -172,7 +165,7 @@ func TestNeverExpires(t *testing.T) {
 
 func TestFreshPathDoesNotAllocate(t *testing.T) {
 	clk := testutil.NewClock()
-	c := newCache(lifetime(clk, time.Hour), clk)
+	c := newCache((&testcred.Source{Now: clk.Now}).Fetch, clk)
 	mustGet(t, c)
 	ctx := context.Background()
 	if n := testing.AllocsPerRun(1000, func() { _, _ = c.Get(ctx) }); n != 0 {
@@ -192,7 +185,7 @@ func TestRefreshWindowDoesNotWait(t *testing.T) {
 		}
 		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(time.Hour)}, nil
 	}}
-	c := newCache(src, clk)
+	c := newCache(src.fetch, clk)
 	mustGet(t, c)
 	clk.Advance(56 * time.Minute) // past the refresh point at 55 min
 
@@ -226,7 +219,7 @@ func TestFailedRefreshKeepsToken(t *testing.T) {
 		}
 		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(time.Hour)}, nil
 	}}
-	c := newCache(src, clk)
+	c := newCache(src.fetch, clk)
 	mustGet(t, c)
 	failing.Store(true)
 	clk.Advance(56 * time.Minute)
@@ -273,7 +266,7 @@ func TestBackoff(t *testing.T) {
 		}
 		return credential.AccessToken{Token: "ok", ExpiresOn: clk.Now().Add(time.Hour)}, nil
 	}}
-	c := newCache(src, clk)
+	c := newCache(src.fetch, clk)
 
 	var wg sync.WaitGroup
 	errs := make([]error, 1000)
@@ -421,19 +414,30 @@ func TestBadTokens(t *testing.T) {
 		tok  credential.AccessToken
 		want func(error) bool
 	}{
-		{"empty", credential.AccessToken{ExpiresOn: clk.Now().Add(time.Hour)}, func(err error) bool { return errors.Is(err, ErrEmptyToken) }},
-		{"header injection", credential.AccessToken{Token: "a\r\nX-Evil: 1", ExpiresOn: clk.Now().Add(time.Hour)}, func(err error) bool { return errors.Is(err, ErrInvalidToken) }},
+		// An empty token and one that cannot go into a header both match
+		// ErrInvalidToken, each with a message that says which it is.
+		{"empty", credential.AccessToken{ExpiresOn: clk.Now().Add(time.Hour)}, func(err error) bool {
+			return errors.Is(err, ErrEmptyToken) && errors.Is(err, ErrInvalidToken) && strings.Contains(err.Error(), "empty")
+		}},
+		{"header injection", credential.AccessToken{Token: "a\r\nX-Evil: 1", ExpiresOn: clk.Now().Add(time.Hour)}, func(err error) bool {
+			return errors.Is(err, ErrInvalidToken) && !errors.Is(err, ErrEmptyToken) && strings.Contains(err.Error(), "characters")
+		}},
+		{"not ASCII", credential.AccessToken{Token: "tök", ExpiresOn: clk.Now().Add(time.Hour)}, func(err error) bool {
+			return errors.Is(err, ErrInvalidToken) && !errors.Is(err, ErrEmptyToken)
+		}},
 		{"already expired", credential.AccessToken{Token: "old", ExpiresOn: clk.Now().Add(-time.Second)}, func(err error) bool {
-			var ee *ExpiredError
-			return errors.As(err, &ee) && strings.Contains(err.Error(), "expired")
+			var ee *ExpiredTokenError
+			return errors.As(err, &ee) && ee.ExpiresOn.Equal(clk.Now().Add(-time.Second)) && ee.Now.Equal(clk.Now()) &&
+				!errors.Is(err, ErrInvalidToken) && strings.Contains(err.Error(), "expired")
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			src := &source{fn: func(context.Context, int64) (credential.AccessToken, error) { return tt.tok, nil }}
-			c := newCache(src, clk)
+			c := newCache(src.fetch, clk)
 			_, err := c.Get(context.Background())
-			if !tt.want(err) {
+			var fe *FetchError
+			if !tt.want(err) || !errors.As(err, &fe) {
 				t.Fatalf("err = %v", err)
 			}
 			if tt.tok.Token != "" && strings.Contains(err.Error(), tt.tok.Token) {
@@ -450,8 +454,8 @@ func TestBadTokens(t *testing.T) {
 
 func TestInvalidateOnlyDropsTheGivenToken(t *testing.T) {
 	clk := testutil.NewClock()
-	src := lifetime(clk, time.Hour)
-	c := newCache(src, clk)
+	src := &testcred.Source{Now: clk.Now}
+	c := newCache(src.Fetch, clk)
 	mustGet(t, c)
 	c.Invalidate("tok-1")
 	if e := mustGet(t, c); e.Token.Token != "tok-2" {
@@ -465,9 +469,9 @@ func TestInvalidateOnlyDropsTheGivenToken(t *testing.T) {
 
 func TestEntryFormatHidesToken(t *testing.T) {
 	clk := testutil.NewClock()
-	c := newCache(&source{fn: func(context.Context, int64) (credential.AccessToken, error) {
+	c := newCache((&source{fn: func(context.Context, int64) (credential.AccessToken, error) {
 		return credential.AccessToken{Token: "s3cr3t-token", ExpiresOn: clk.Now().Add(time.Hour)}, nil
-	}}, clk)
+	}}).fetch, clk)
 	e := mustGet(t, c)
 	for _, f := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x"} {
 		for _, v := range []any{e, *e, []*Entry{e}, struct{ E Entry }{*e}} {
@@ -483,7 +487,7 @@ func TestCredentialPanicBecomesError(t *testing.T) {
 	src := &source{fn: func(context.Context, int64) (credential.AccessToken, error) {
 		panic("boom in the credential")
 	}}
-	c := newCache(src, clk)
+	c := newCache(src.fetch, clk)
 	_, err := c.Get(context.Background())
 	if !errors.Is(err, ErrCredentialPanic) || !strings.Contains(err.Error(), "boom in the credential") {
 		t.Fatalf("err = %v; want ErrCredentialPanic with the panic value", err)
@@ -502,7 +506,7 @@ func TestClockStepBackDuringBackoff(t *testing.T) {
 		}
 		return credential.AccessToken{Token: "ok", ExpiresOn: clk.Now().Add(time.Hour)}, nil
 	}}
-	c := newCache(src, clk)
+	c := newCache(src.fetch, clk)
 	if _, err := c.Get(context.Background()); !errors.Is(err, errBoom) {
 		t.Fatalf("err = %v; want errBoom", err)
 	}
@@ -563,7 +567,7 @@ func TestFailedRefreshRetriesWhenTokenRunsOut(t *testing.T) {
 		}
 		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(2 * time.Second)}, nil
 	}}
-	c := newCache(src, clk)
+	c := newCache(src.fetch, clk)
 	first := mustGet(t, c) // refresh at 1s, usable until 1.8s
 	failing.Store(true)
 	clk.Advance(1500 * time.Millisecond)
@@ -596,14 +600,14 @@ func TestEntryTimesAreWallClock(t *testing.T) {
 // A caller whose context is already done starts no fetch.
 func TestCancelledCallerStartsNoFetch(t *testing.T) {
 	clk := testutil.NewClock()
-	src := lifetime(clk, time.Hour)
-	c := newCache(src, clk)
+	src := &testcred.Source{Now: clk.Now}
+	c := newCache(src.Fetch, clk)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := c.Get(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v; want context.Canceled", err)
 	}
-	if n := src.calls.Load(); n != 0 {
+	if n := src.Calls(); n != 0 {
 		t.Fatalf("calls = %d; want 0", n)
 	}
 }
@@ -707,5 +711,140 @@ func TestLogEvents(t *testing.T) {
 				t.Errorf("%s record: %s = %q holds a token", r.Event(), k, v)
 			}
 		}
+	}
+}
+
+// A caller whose own context ended gets its context's error, with the
+// cause it was given, and no FetchError, also while the backoff after a
+// failed fetch runs: nothing failed but its wait.
+func TestCallerContextErrorIsNotAFetchError(t *testing.T) {
+	errMine := errors.New("the caller's own reason")
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	withCause, cancelCause := context.WithCancelCause(context.Background())
+	cancelCause(errMine)
+	expired, cancelExpired := context.WithDeadline(context.Background(), time.Unix(0, 0))
+	defer cancelExpired()
+	tests := []struct {
+		name string
+		ctx  context.Context
+		want []error
+	}{
+		{"cancelled", cancelled, []error{context.Canceled}},
+		{"cancelled with a cause", withCause, []error{context.Canceled, errMine}},
+		{"deadline exceeded", expired, []error{context.DeadlineExceeded}},
+	}
+	for _, tt := range tests {
+		for _, backoff := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s backoff=%v", tt.name, backoff), func(t *testing.T) {
+				clk := testutil.NewClock()
+				src := &source{fn: func(context.Context, int64) (credential.AccessToken, error) {
+					return credential.AccessToken{}, errBoom
+				}}
+				c := newCache(src.fetch, clk)
+				if backoff {
+					if _, err := c.Get(context.Background()); !errors.Is(err, errBoom) {
+						t.Fatalf("first Get: %v; want errBoom", err)
+					}
+				}
+				calls := src.calls.Load()
+				_, err := c.Get(tt.ctx)
+				for _, want := range tt.want {
+					if !errors.Is(err, want) {
+						t.Errorf("err = %v; want it to match %v", err, want)
+					}
+				}
+				var fe *FetchError
+				if errors.As(err, &fe) || errors.Is(err, errBoom) {
+					t.Errorf("err = %v; want the context's error, not a FetchError", err)
+				}
+				if n := src.calls.Load(); n != calls {
+					t.Errorf("credential calls = %d; want %d (none for a caller that gave up)", n, calls)
+				}
+			})
+		}
+	}
+}
+
+// holdAt returns a hook that holds the first call at point until release
+// is closed, and reports on arrived when it gets there and on joined each
+// time a caller joins or starts a fetch.
+func holdAt(t *testing.T, point string) (hook func(string), arrived <-chan struct{}, joined <-chan struct{}, release func()) {
+	arr := make(chan struct{})
+	join := make(chan struct{}, 16)
+	rel := make(chan struct{})
+	release = sync.OnceFunc(func() { close(rel) })
+	t.Cleanup(release)
+	var held atomic.Bool
+	hook = func(p string) {
+		switch {
+		case p == point && held.CompareAndSwap(false, true):
+			close(arr)
+			<-rel
+		case p == "joined":
+			select {
+			case join <- struct{}{}:
+			default:
+			}
+		}
+	}
+	return hook, arr, join, release
+}
+
+// A Get right after Invalidate(tok-1) never hands out tok-1, even when it
+// joins a fetch that had found tok-1 fresh and was about to share it. The
+// caller that started that fetch saw no fresh token a moment before tok-1
+// was stored (here the test starts the fetch itself). Before the fix, a
+// transport resending after a 401 got the refused token back and returned
+// the 401 without a resend.
+func TestGetAfterInvalidateNeverReturnsTheInvalidatedToken(t *testing.T) {
+	for _, point := range []string{
+		"loaded",  // the fetch has read tok-1, not yet decided to reuse it
+		"reusing", // the fetch has decided to reuse tok-1 and returns it next
+	} {
+		t.Run(point, func(t *testing.T) {
+			clk := testutil.NewClock()
+			src := &testcred.Source{Now: clk.Now}
+			c := newCache(src.Fetch, clk)
+			if e := mustGet(t, c); e.Token.Token != "tok-1" {
+				t.Fatalf("got %s; want tok-1", e.Token.Token)
+			}
+			hook, arrived, joined, release := holdAt(t, point)
+			c.hook = hook
+
+			// The fetch of a caller that saw no fresh token just before
+			// tok-1 was stored.
+			early := c.sf.DoChan("", c.doFetch)
+			testutil.Recv(t, arrived, "the fetch to find tok-1 fresh")
+
+			c.Invalidate("tok-1") // a request got 401 with tok-1
+			type result struct {
+				e   *Entry
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				e, err := c.Get(context.Background())
+				done <- result{e, err}
+			}()
+			testutil.Recv(t, joined, "the Get after Invalidate to join the fetch")
+			release()
+
+			res := testutil.Recv(t, done, "the Get after Invalidate to return")
+			if res.err != nil || res.e.Token.Token == "tok-1" {
+				t.Fatalf("Get after Invalidate(tok-1): %v, %v; want a new token", res.e, res.err)
+			}
+			r := testutil.Recv(t, early, "the early fetch to end")
+			if point == "loaded" {
+				// The fetch read tok-1 before the invalidation but
+				// decided after it: it does not share tok-1 either.
+				if r.Err != nil || r.Val.(*Entry).Token.Token == "tok-1" {
+					t.Fatalf("the fetch that decided after Invalidate shared %v, %v; want a new token", r.Val, r.Err)
+				}
+			}
+			if n := src.Calls(); n != 2 {
+				t.Fatalf("credential calls = %d; want 2: tok-1 and one new token", n)
+			}
+		})
 	}
 }
