@@ -62,41 +62,41 @@ func newGateway(cfg serveConfig, tr *transport.Transport, addr net.Addr, bodyTim
 		FlushInterval:  -1, // every write, so that each server-sent event goes out as it comes
 		ErrorHandler:   g.proxyError,
 		ModifyResponse: g.answered,
-		ErrorLog:       slog.NewLogLogger(cfg.logger.Handler(), slog.LevelDebug),
+		ErrorLog:       slog.NewLogLogger(cfg.logger.With("event", "reverse_proxy").Handler(), slog.LevelDebug),
 	}
 	return g
 }
 
 func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rec := &recorder{ResponseWriter: w}
+	sw := &statusWriter{ResponseWriter: w}
 	defer func() {
 		g.log.Info("proxyauth: request", "event", "request", "method", r.Method, "path", r.URL.Path,
-			"status", rec.status, "duration", time.Since(start))
+			"status", sw.status, "duration", time.Since(start))
 	}()
 
 	switch {
 	case r.Method == http.MethodConnect:
-		g.refuse(rec, r, "connect", http.StatusMethodNotAllowed,
+		g.refuse(sw, r, "connect", http.StatusMethodNotAllowed,
 			"proxyauth serve is not a forward proxy: CONNECT is refused")
 	case !strings.HasPrefix(r.RequestURI, "/") || r.URL.Scheme != "" || r.URL.Host != "":
-		g.refuse(rec, r, "absolute_form", http.StatusBadRequest,
+		g.refuse(sw, r, "absolute_form", http.StatusBadRequest,
 			"proxyauth serve is not a forward proxy: send requests for paths on it, not for absolute URLs")
 	case !g.hostAllowed(r.Host):
-		g.refuse(rec, r, "host", http.StatusMisdirectedRequest, fmt.Sprintf(
+		g.refuse(sw, r, "host", http.StatusMisdirectedRequest, fmt.Sprintf(
 			"proxyauth serve refuses the Host %q: only loopback names with port %s are served (a guard against DNS rebinding)", r.Host, g.port))
 	case r.URL.Path == "/healthz":
-		rec.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		rec.Header().Set("Cache-Control", "no-store")
-		io.WriteString(rec, "ok\n")
+		sw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		sw.Header().Set("Cache-Control", "no-store")
+		io.WriteString(sw, "ok\n")
 	case !g.keyOK(r):
-		rec.Header().Set("WWW-Authenticate", `Bearer realm="proxyauth"`)
-		g.refuse(rec, r, "local_key", http.StatusUnauthorized,
+		sw.Header().Set("WWW-Authenticate", `Bearer realm="proxyauth"`)
+		g.refuse(sw, r, "local_key", http.StatusUnauthorized,
 			"proxyauth serve requires the local key (as a bearer token, api-key or x-api-key)")
 	case r.URL.Path == "/metrics":
-		g.serveMetrics(rec)
+		g.serveMetrics(sw)
 	default:
-		g.forward(rec, r)
+		g.forward(sw, r)
 	}
 }
 
@@ -150,6 +150,7 @@ func (g *gateway) forward(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, errBodyTimeout) {
 			status = http.StatusRequestTimeout
 		}
+		w.Header().Set("Connection", "close")
 		writeError(w, status, "request_body", "proxyauth serve could not read the request body: "+err.Error())
 		return
 	}
@@ -175,13 +176,15 @@ func (g *gateway) replayable(rc *http.ResponseController, r *http.Request) (*htt
 		buf.Grow(int(r.ContentLength) + 1)
 	}
 	_, err := buf.ReadFrom(io.LimitReader(r.Body, g.maxReplay+1))
-	_ = rc.SetReadDeadline(time.Time{})
 	if err != nil {
+		// The deadline stays: the server reads what is left of a body
+		// before it closes it, and the client may send nothing more.
 		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
 			return nil, errBodyTimeout
 		}
 		return nil, err
 	}
+	_ = rc.SetReadDeadline(time.Time{})
 	out := new(http.Request)
 	*out = *r
 	if int64(buf.Len()) > g.maxReplay {
@@ -269,26 +272,26 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	}})
 }
 
-// recorder notes the status of a response for the access log. It unwraps,
+// statusWriter notes the status of a response for the access log. It unwraps,
 // so that http.ResponseController reaches the server's own writer to flush
 // and to enable full duplex.
-type recorder struct {
+type statusWriter struct {
 	http.ResponseWriter
 	status int
 }
 
-func (r *recorder) WriteHeader(code int) {
+func (r *statusWriter) WriteHeader(code int) {
 	if r.status == 0 && code >= 200 {
 		r.status = code
 	}
 	r.ResponseWriter.WriteHeader(code)
 }
 
-func (r *recorder) Write(b []byte) (int, error) {
+func (r *statusWriter) Write(b []byte) (int, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
 	}
 	return r.ResponseWriter.Write(b)
 }
 
-func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+func (r *statusWriter) Unwrap() http.ResponseWriter { return r.ResponseWriter }

@@ -204,7 +204,10 @@ func (c *command) listenAndServe(cfg serveConfig, tr *transport.Transport, to ti
 		Handler:           g,
 		ReadHeaderTimeout: to.readHeader,
 		IdleTimeout:       to.idle,
-		ErrorLog:          slog.NewLogLogger(cfg.logger.Handler(), slog.LevelDebug),
+		// "OPTIONS *" goes to the handler, which refuses it with the rest
+		// of what is not a path on this server.
+		DisableGeneralOptionsHandler: true,
+		ErrorLog:                     slog.NewLogLogger(cfg.logger.Handler(), slog.LevelDebug),
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
