@@ -42,6 +42,7 @@ type assertionSigner struct {
 	x5t      string // "" for no certificate
 	x5tS256  string
 	keyType  string // the signer's type, for String
+	ownAud   bool   // audience is AssertionAudience, not the token URL
 }
 
 // newAssertionSigner checks the key, the signing method and the certificate
@@ -189,7 +190,7 @@ func (s *assertionSigner) String() string {
 	if s.x5t != "" {
 		str += " Certificate:set"
 	}
-	if s.audience != "" {
+	if s.ownAud {
 		str += fmt.Sprintf(" AssertionAudience:%q", redactURL(s.audience))
 	}
 	return str
@@ -232,7 +233,7 @@ func (m *signerMethod) Sign(signingString string, key any) ([]byte, error) {
 	}
 	sig, err := signer.Sign(rand.Reader, digest, opts)
 	if err != nil {
-		return nil, fmt.Errorf("credential: signing the client assertion with %s: %w", m.alg, err)
+		return nil, fmt.Errorf("credential: signing with %s: %w", m.alg, err)
 	}
 	if m.curve == nil {
 		return sig, nil

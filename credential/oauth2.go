@@ -388,6 +388,7 @@ func NewOAuth2(cfg OAuth2Config) (*OAuth2, error) {
 		if err != nil {
 			return nil, err
 		}
+		o.signer.ownAud = cfg.AssertionAudience != ""
 		o.assertion = o.signer.assertion
 	case authAssertion:
 		o.assertion = cfg.ClientAssertion
