@@ -629,3 +629,48 @@ func TestPrivateKeyPrintsNoKey(t *testing.T) {
 		t.Errorf("slog private_key: got %v; want *rsa.PrivateKey", got)
 	}
 }
+
+// TestPrivateKeyJWTConcurrent: concurrent token requests each sign their
+// own assertion, through one signer, and all are in flight at once (the
+// endpoint holds each until all have arrived).
+func TestPrivateKeyJWTConcurrent(t *testing.T) {
+	t.Parallel()
+	const callers = 32
+	arrived := testutil.NewBarrier(t, callers)
+	e := newTokenEndpoint(t, func(r seenRequest, n int) *http.Response {
+		arrived.Arrive()
+		return jsonResponse(200, fmt.Sprintf(`{"access_token":"tok-%d","expires_in":60}`, n))
+	})
+	signer := hide(ecKeys["P-256"]())
+	o, err := credential.NewOAuth2(credential.OAuth2Config{ClientID: testClientID, TokenURL: testTokenURL, HTTPClient: e.client(), PrivateKey: signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for range callers {
+		wg.Go(func() {
+			_, err := o.GetToken(context.Background(), "")
+			errs <- err
+		})
+	}
+	testutil.Wait(t, &wg, "the concurrent GetToken calls to return")
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("GetToken: got error %v; want none", err)
+		}
+	}
+	arrived.Check(t, "token requests")
+	jtis := map[string]bool{}
+	for _, r := range e.requests() {
+		j := parseJWS(t, r.form.Get("client_assertion"))
+		verifyJWS(t, j, ecKeys["P-256"]().Public())
+		jtis[j.claims["jti"].(string)] = true
+	}
+	signer.mu.Lock()
+	defer signer.mu.Unlock()
+	if len(jtis) != callers || signer.calls != callers {
+		t.Errorf("got %d distinct jtis and %d signatures; want %d of each", len(jtis), signer.calls, callers)
+	}
+}
