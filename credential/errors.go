@@ -22,8 +22,9 @@ import (
 // [OAuth2.GetToken] returns it wrapped in an error that also names the token
 // URL, the client ID and any Retry-After of the answer; get it with
 // errors.As(err, &oe) where oe is a *OAuth2Error. Error(), Code,
-// Description, URI and Body never contain the client secret, even when the
-// server echoes it, nor an issued token: both are replaced by REDACTED.
+// Description, URI and Body never contain the client secret or the client
+// assertion of the request, even when the server echoes them, nor an issued
+// token: they are replaced by REDACTED.
 type OAuth2Error struct {
 	// StatusCode is the HTTP status of the answer.
 	StatusCode int
@@ -122,6 +123,16 @@ func (e *requestError) Error() string {
 
 func (e *requestError) Unwrap() error { return e.err }
 
+// assertionError is the failure to get a client assertion: the error of
+// the signer, or of OAuth2Config.ClientAssertion.
+type assertionError struct{ err error }
+
+func (e *assertionError) Error() string {
+	return "client assertion: " + strings.TrimPrefix(e.err.Error(), "credential: ")
+}
+
+func (e *assertionError) Unwrap() error { return e.err }
+
 // retryAfter returns the Retry-After header as delay seconds ("30s") or an
 // HTTP date, or "" when it is absent or neither: nothing else of the header
 // reaches a message.
@@ -150,7 +161,18 @@ type scrubber struct {
 
 func newScrubber(clientID, secret string) *scrubber {
 	qid, qsecret := url.QueryEscape(clientID), url.QueryEscape(secret)
-	forms := []string{
+	forms := append(secretForms(secret),
+		base64.StdEncoding.EncodeToString([]byte(qid+":"+qsecret)),
+		base64.StdEncoding.EncodeToString([]byte(clientID+":"+secret)),
+	)
+	return newScrubberForms(secret, forms)
+}
+
+// secretForms returns secret in the forms in which a server could echo it:
+// as it is, form-, path- and JSON-escaped, and base64.
+func secretForms(secret string) []string {
+	qsecret := url.QueryEscape(secret)
+	return []string{
 		secret,
 		qsecret,
 		strings.ToLower(qsecret),
@@ -159,11 +181,20 @@ func newScrubber(clientID, secret string) *scrubber {
 		jsonEscape(secret, false),
 		slashEscape(jsonEscape(secret, true)),
 		slashEscape(jsonEscape(secret, false)),
-		base64.StdEncoding.EncodeToString([]byte(qid + ":" + qsecret)),
-		base64.StdEncoding.EncodeToString([]byte(clientID + ":" + secret)),
 		base64.StdEncoding.EncodeToString([]byte(secret)),
 	}
-	return newScrubberForms(secret, forms)
+}
+
+// withSecret returns a scrubber that also scrubs v, a client assertion, in
+// every form secretForms knows. Of a JWT it also scrubs the signature on
+// its own: header and claims say nothing secret, but with the signature
+// they make an assertion that a server may accept until it expires.
+func (s *scrubber) withSecret(v string) *scrubber {
+	add := secretForms(v)
+	if i := strings.LastIndexByte(v, '.'); i >= 0 && len(v)-i-1 >= minIssuedLen {
+		add = append(add, v[i+1:])
+	}
+	return newScrubberForms(s.secret, append(slices.Clone(s.forms), add...))
 }
 
 func newScrubberForms(secret string, forms []string) *scrubber {

@@ -906,7 +906,7 @@ func TestNewOAuth2Validates(t *testing.T) {
 	}{
 		{"valid", func(*credential.OAuth2Config) {}, ""},
 		{"no ClientID", func(c *credential.OAuth2Config) { c.ClientID = "" }, "ClientID is required"},
-		{"no ClientSecret", func(c *credential.OAuth2Config) { c.ClientSecret = "" }, "ClientSecret is required"},
+		{"no ClientSecret", func(c *credential.OAuth2Config) { c.ClientSecret = "" }, "ClientSecret, PrivateKey or ClientAssertion is required: a secret, a key or an assertion"},
 		{"no TokenURL", func(c *credential.OAuth2Config) { c.TokenURL = "" }, "TokenURL is required"},
 		{"TokenURL does not parse", func(c *credential.OAuth2Config) { c.TokenURL = "https://idp.example/%zz" }, "TokenURL does not parse"},
 		{"TokenURL relative", func(c *credential.OAuth2Config) { c.TokenURL = "/oauth2/token" }, "TokenURL"},

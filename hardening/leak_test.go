@@ -3,7 +3,11 @@ package hardening_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -11,10 +15,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -125,11 +132,15 @@ func randomHex(n int) string {
 // resends, a 401 that cannot be resent, a 401 without a new token, a new
 // token refused too, redirects to the same and to another host, plain http
 // refused, a panicking credential, and every fault of the token endpoint)
-// with a logger at debug level, records every error in every form, prints
-// the transport, every credential, the OAuth2 config and tokens in every
-// verb and through slog, and recovers any panic. None of it may contain the
-// client secret (in any encoding a server could echo it in) or any token
-// that was issued. Each flow checks that it took the path it is meant to
+// with a logger at debug level, for a client secret and for client
+// authentication without one (private_key_jwt with an RSA key and with an
+// ECDSA key behind a signer that hides its type, a ClientAssertion
+// function, a rotated assertion file, a missing one), records every error
+// in every form, prints the transport, every credential, the OAuth2 configs
+// and tokens in every verb, through slog and as JSON, and recovers any
+// panic. None of it may contain the client secret (in any encoding a server
+// could echo it in), an assertion or its signature, a private key, or any
+// token that was issued. Each flow checks that it took the path it is meant to
 // audit, by its outcome and by the "event" attribute of the log records.
 func TestNoSecretLeaks(t *testing.T) {
 	// A secret with characters that every encoding changes.
@@ -390,6 +401,135 @@ func TestNoSecretLeaks(t *testing.T) {
 		})
 	}
 
+	// Client authentication without a secret: private_key_jwt with an RSA
+	// key and with an ECDSA key behind a signer that hides its type, a
+	// ClientAssertion function and an assertion file. Each assertion is a
+	// secret for its few minutes; the fault pages echo it.
+	assertions := newAssertionFront(t, clientID)
+	defer assertions.Close()
+	assertProxy := sandbox.NewProxy(assertions.idp, sandbox.ProxyConfig{})
+	defer assertProxy.Close()
+	rsaKey := must(rsa.GenerateKey(rand.Reader, 2048))
+	ecKey := must(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
+	workloadKey := must(rsa.GenerateKey(rand.Reader, 2048))
+	assertions.trust(rsaKey.Public(), ecKey.Public(), workloadKey.Public())
+	assertionFile := filepath.Join(t.TempDir(), "token")
+	var fileContents []string
+	writeAssertion := func() string {
+		s := signAssertion(t, workloadKey, clientID, assertions.URL)
+		fileContents = append(fileContents, s)
+		if err := os.WriteFile(assertionFile, []byte(s+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	fromFile := credential.AssertionFromFile(assertionFile)
+	secretless := []struct {
+		name string
+		cfg  credential.OAuth2Config
+	}{
+		{"RSA key", credential.OAuth2Config{PrivateKey: rsaKey, KeyID: "rsa-1"}},
+		{"hidden ECDSA key, certificate", credential.OAuth2Config{PrivateKey: hiddenSigner{ecKey}, Certificate: selfSigned(t, ecKey), AssertionAudience: assertions.URL}},
+		{"ClientAssertion", credential.OAuth2Config{ClientAssertion: func(context.Context) (string, error) {
+			return signAssertion(t, workloadKey, clientID, assertions.URL), nil
+		}}},
+		{"AssertionFromFile", credential.OAuth2Config{ClientAssertion: func(ctx context.Context) (string, error) {
+			writeAssertion() // the platform rotates the file
+			return fromFile(ctx)
+		}}},
+	}
+	for _, sl := range secretless {
+		cfg := sl.cfg
+		cfg.ClientID, cfg.TokenURL, cfg.HTTPClient = clientID, assertions.URL+"/oauth2/token", &http.Client{Transport: tokenHTTP}
+		cfg.EndpointParams = url.Values{"audience": {"https://llm.example.com"}}
+		oauth, err := credential.NewOAuth2(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.printAll(log, sl.name+" OAuth2Config", cfg)
+		a.printAll(log, sl.name+" *OAuth2Config", &cfg)
+		a.printAll(log, sl.name+" OAuth2", oauth)
+		b, _ := json.Marshal(cfg)
+		fmt.Fprintf(a, "%s OAuth2Config JSON: %s\n", sl.name, b)
+		newTransport := func(timeout time.Duration) *transport.Transport {
+			if timeout == 0 {
+				timeout = testutil.HangTimeout
+			}
+			return transport.New(oauth, "api://llm/.default", &transport.Options{Base: upstream, Logger: log, FetchTimeout: timeout})
+		}
+		get := func(tr http.RoundTripper) (*http.Response, error) {
+			req, _ := http.NewRequest(http.MethodGet, assertProxy.URL+"/models", nil)
+			return a.send(tr, req)
+		}
+
+		a.run(sl.name+": success and a 401 resend", func() {
+			tr := newTransport(0)
+			before := events()
+			if resp, err := get(tr); err != nil || resp.StatusCode != http.StatusOK {
+				t.Errorf("%s: first request: %v; want 200", sl.name, err)
+			}
+			assertions.idp.RevokeAll()
+			if resp, err := get(tr); err != nil || resp.StatusCode != http.StatusOK {
+				t.Errorf("%s: after a revocation: %v; want 200 from the resend", sl.name, err)
+			}
+			logged(sl.name+": a healed 401", before, map[string]int{"token_fetched": 2, "retry": 1})
+			tok, err := tr.Token(context.Background())
+			if err != nil {
+				a.err("Token", err)
+			}
+			a.printAll(log, sl.name+" AccessToken", tok)
+		})
+
+		a.run(sl.name+": token endpoint faults", func() {
+			before := events()
+			for _, f := range faults {
+				assertions.setFault(f)
+				var timeout time.Duration
+				if f.Name == "stall" || f.Name == "trickle" {
+					timeout = 300 * time.Millisecond
+				}
+				_, err := get(newTransport(timeout))
+				var oe *credential.OAuth2Error
+				switch {
+				case err == nil:
+					t.Errorf("%s: fault %s: a response; want a token error", sl.name, f.Name)
+				case timeout != 0 && !errors.Is(err, context.DeadlineExceeded):
+					t.Errorf("%s: fault %s: err = %v; want the fetch timeout", sl.name, f.Name, err)
+				case strings.HasPrefix(f.Name, "5") || f.Name == "429":
+					if !errors.As(err, &oe) || strconv.Itoa(oe.StatusCode) != f.Name[:3] {
+						t.Errorf("%s: fault %s: err = %v; want an OAuth2Error with its status", sl.name, f.Name, err)
+					}
+				}
+			}
+			assertions.setFault(sandbox.Fault{})
+			logged(sl.name+": the faults", before, map[string]int{"fetch_failed": len(faults), "token_fetched": 0})
+		})
+
+		a.run(sl.name+": an assertion the server refuses, echoed", func() {
+			assertions.refuseAll.Store(true)
+			defer assertions.refuseAll.Store(false)
+			_, err := get(newTransport(0))
+			var oe *credential.OAuth2Error
+			if !errors.As(err, &oe) || oe.Code != "invalid_client" {
+				t.Errorf("%s: refused assertion: err = %v; want invalid_client", sl.name, err)
+			}
+		})
+	}
+	a.run("a missing assertion file", func() {
+		oauth, err := credential.NewOAuth2(credential.OAuth2Config{
+			ClientID: clientID, TokenURL: assertions.URL + "/oauth2/token", HTTPClient: &http.Client{Transport: tokenHTTP},
+			ClientAssertion: credential.AssertionFromFile(assertionFile + ".missing"),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodGet, assertProxy.URL+"/models", nil)
+		tr := transport.New(oauth, "s", &transport.Options{Base: upstream, Logger: log})
+		if _, err := a.send(tr, req); err == nil || !strings.Contains(err.Error(), assertionFile+".missing") {
+			t.Errorf("a missing assertion file: err = %v; want one naming the path", err)
+		}
+	})
+
 	a.run("a panicking credential", func() {
 		cred := credential.Func(func(context.Context, string) (credential.AccessToken, error) {
 			panic("credential blew up")
@@ -446,7 +586,24 @@ func TestNoSecretLeaks(t *testing.T) {
 		"static token":                 staticToken,
 		"Azure token":                  azToken,
 	}
-	for _, s := range []*sandbox.TokenServer{idp, shortIdp} {
+	for i, as := range append(assertions.seen(), fileContents...) {
+		forbidden[fmt.Sprintf("assertion %d", i)] = as
+		forbidden[fmt.Sprintf("assertion %d, query-escaped", i)] = url.QueryEscape(as)
+		forbidden[fmt.Sprintf("signature of assertion %d", i)] = as[strings.LastIndexByte(as, '.')+1:]
+	}
+	for name, k := range map[string]*big.Int{"RSA key D": rsaKey.D, "RSA key prime": rsaKey.Primes[0], "workload key D": workloadKey.D, "ECDSA key D": ecKeyD(ecKey)} {
+		forbidden[name] = k.String()
+		forbidden[name+", hex"] = k.Text(16)
+		forbidden[name+", base64url"] = base64.RawURLEncoding.EncodeToString(k.Bytes())
+	}
+	for name, k := range map[string]any{"RSA key": rsaKey, "ECDSA key": ecKey} {
+		der := must(x509.MarshalPKCS8PrivateKey(k))
+		forbidden[name+" PKCS #8, base64"] = base64.StdEncoding.EncodeToString(der)[40:100]
+	}
+	if len(assertions.seen()) == 0 || len(fileContents) == 0 {
+		t.Error("the audit saw no assertion")
+	}
+	for _, s := range []*sandbox.TokenServer{idp, shortIdp, assertions.idp} {
 		for _, tok := range s.Tokens() {
 			forbidden["issued token "+tok[:6]+"..."] = tok
 		}
@@ -475,7 +632,7 @@ func TestNoSecretLeaks(t *testing.T) {
 			t.Errorf("a %v record %q has no event attribute", r.Level, r.Message)
 		}
 	}
-	for _, want := range []string{"REDACTED", "ClientSecretCredential", "panic in a nil request"} {
+	for _, want := range []string{"REDACTED", "ClientSecretCredential", "panic in a nil request", "PrivateKey:*rsa.PrivateKey", "ClientAssertion:set", "hardening_test.hiddenSigner"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the audit never saw %q", want)
 		}

@@ -1,5 +1,9 @@
 // Package interop holds tests of proxyauth against third-party servers that
-// a library user should not inherit as dependencies, such as the
-// go-oauth2/oauth2 authorization server. It is a module of its own, so that
-// the library's go.mod stays lean; `make test` runs it.
+// a library user should not inherit as dependencies: the go-oauth2/oauth2
+// authorization server (client secrets), and panva's oidc-provider, an npm
+// package that node runs on loopback (private_key_jwt with RSA and ECDSA
+// keys, and ready client assertions), with an upstream API that accepts
+// only the tokens the provider issued. It is a module of its own, so that
+// the library's go.mod stays lean; `make test` runs it after installing
+// the npm packages with `npm ci`.
 package interop
