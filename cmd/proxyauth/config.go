@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,6 +34,9 @@ type settings struct {
 	clientID   string
 	scope      string
 	audience   string
+	keyFile    string
+	keyID      string
+	assertFile string
 	secret     string // from envSecret only
 }
 
@@ -51,6 +55,9 @@ func (s *settings) list() []setting {
 		{"client-id", "PROXYAUTH_CLIENT_ID", "the OAuth2 client ID", &s.clientID},
 		{"scope", "PROXYAUTH_SCOPE", "the scope of the tokens, space-separated (azure: required, e.g. https://cognitiveservices.azure.com/.default)", &s.scope},
 		{"audience", "PROXYAUTH_AUDIENCE", "the audience form field of token requests (Auth0)", &s.audience},
+		{"private-key-file", "PROXYAUTH_PRIVATE_KEY_FILE", "a PEM file with the RSA or ECDSA key that signs private_key_jwt assertions, instead of a secret (PKCS #8, PKCS #1 or SEC 1, unencrypted)", &s.keyFile},
+		{"key-id", "PROXYAUTH_KEY_ID", `the "kid" header of the signed assertions (with --private-key-file)`, &s.keyID},
+		{"assertion-file", "PROXYAUTH_ASSERTION_FILE", "a file with a client assertion (a Kubernetes service account token, a CI OIDC token), read for every token request, instead of a secret", &s.assertFile},
 	}
 }
 
@@ -119,7 +126,10 @@ const envHelp = `
 Environment (a flag, when given, wins over its variable):
   PROXYAUTH_CLIENT_SECRET  the OAuth2 client secret; never a flag
   PROXYAUTH_CREDENTIAL, PROXYAUTH_TOKEN_URL, PROXYAUTH_CLIENT_ID,
-  PROXYAUTH_SCOPE, PROXYAUTH_AUDIENCE: as the flags above
+  PROXYAUTH_SCOPE, PROXYAUTH_AUDIENCE, PROXYAUTH_PRIVATE_KEY_FILE,
+  PROXYAUTH_KEY_ID, PROXYAUTH_ASSERTION_FILE: as the flags above
+  The client authenticates with one of a secret, a private key file or an
+  assertion file.
   With PROXYAUTH_CREDENTIAL=azure, azidentity reads its own variables
   (AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE, ...).
 
@@ -133,7 +143,8 @@ func (c *command) newCredential(s *settings) (cred credential.TokenCredential, c
 	switch strings.ToLower(s.credential) {
 	case "", "oauth2":
 	case "azure":
-		for _, st := range []setting{s.byFlag("token-url"), s.byFlag("client-id"), s.byFlag("audience")} {
+		for _, st := range []setting{s.byFlag("token-url"), s.byFlag("client-id"), s.byFlag("audience"),
+			s.byFlag("private-key-file"), s.byFlag("key-id"), s.byFlag("assertion-file")} {
 			if *st.dst != "" {
 				return nil, nil, usagef("%s clashes with %s=azure: azidentity finds its own credentials (AZURE_CLIENT_ID, ...); unset one", st, s.byFlag("credential").env)
 			}
@@ -155,13 +166,43 @@ func (c *command) newCredential(s *settings) (cred credential.TokenCredential, c
 	if s.clientID == "" {
 		return nil, nil, usagef("%s is required", s.byFlag("client-id"))
 	}
-	if s.secret == "" {
-		return nil, nil, usagef("%s is required: set it in the environment", envSecret)
+	var given []string
+	if s.secret != "" {
+		given = append(given, envSecret)
+	}
+	if s.keyFile != "" {
+		given = append(given, s.byFlag("private-key-file").String())
+	}
+	if s.assertFile != "" {
+		given = append(given, s.byFlag("assertion-file").String())
+	}
+	switch {
+	case len(given) == 0:
+		return nil, nil, usagef("%s (in the environment), %s or %s is required: how the client authenticates",
+			envSecret, s.byFlag("private-key-file"), s.byFlag("assertion-file"))
+	case len(given) > 1:
+		return nil, nil, usagef("%s clash: give one way for the client to authenticate", strings.Join(given, " and "))
 	}
 	cfg := credential.OAuth2Config{
 		ClientID:     s.clientID,
 		ClientSecret: s.secret,
 		TokenURL:     s.tokenURL,
+		KeyID:        s.keyID,
+	}
+	if s.keyFile != "" {
+		key, err := readPrivateKey(s.keyFile)
+		if err != nil {
+			return nil, nil, usagef("%s: %v", s.byFlag("private-key-file"), err)
+		}
+		cfg.PrivateKey = key
+	}
+	if s.assertFile != "" {
+		// Read again for every token request, since it is rotated in
+		// place; checked here so that a wrong path is a setting error.
+		if _, err := credential.AssertionFromFile(s.assertFile)(context.Background()); err != nil {
+			return nil, nil, usagef("%s: %v", s.byFlag("assertion-file"), err)
+		}
+		cfg.ClientAssertion = credential.AssertionFromFile(s.assertFile)
 	}
 	if s.audience != "" {
 		cfg.EndpointParams = url.Values{"audience": {s.audience}}
@@ -181,10 +222,13 @@ func (c *command) newCredential(s *settings) (cred credential.TokenCredential, c
 func (s *settings) nameField(err error) string {
 	msg := err.Error()
 	for field, name := range map[string]string{
-		"TokenURL":       s.byFlag("token-url").String(),
-		"ClientID":       s.byFlag("client-id").String(),
-		"ClientSecret":   envSecret,
-		"EndpointParams": s.byFlag("audience").String(),
+		"TokenURL":        s.byFlag("token-url").String(),
+		"ClientID":        s.byFlag("client-id").String(),
+		"ClientSecret":    envSecret,
+		"EndpointParams":  s.byFlag("audience").String(),
+		"PrivateKey":      s.byFlag("private-key-file").String(),
+		"KeyID":           s.byFlag("key-id").String(),
+		"ClientAssertion": s.byFlag("assertion-file").String(),
 	} {
 		if strings.Contains(msg, "OAuth2Config."+field) {
 			return name + ": " + msg

@@ -41,7 +41,7 @@ func TestUsageErrors(t *testing.T) {
 		{"argument", base, []string{"token", "extra"}, `unexpected argument "extra"`},
 		{"token url missing", with("PROXYAUTH_TOKEN_URL", ""), []string{"token"}, "--token-url / PROXYAUTH_TOKEN_URL is required"},
 		{"client id missing", with("PROXYAUTH_CLIENT_ID", ""), []string{"token"}, "--client-id / PROXYAUTH_CLIENT_ID is required"},
-		{"secret missing", with("PROXYAUTH_CLIENT_SECRET", ""), []string{"token"}, "PROXYAUTH_CLIENT_SECRET is required"},
+		{"secret missing", with("PROXYAUTH_CLIENT_SECRET", ""), []string{"token"}, "PROXYAUTH_CLIENT_SECRET (in the environment), --private-key-file / PROXYAUTH_PRIVATE_KEY_FILE or --assertion-file / PROXYAUTH_ASSERTION_FILE is required"},
 		{"secret on the command line", base, []string{"token", "--client-secret=" + idp.ClientSecret()}, "PROXYAUTH_CLIENT_SECRET only"},
 		{"secret flag, two dashes apart", base, []string{"serve", "-client-secret", idp.ClientSecret()}, "PROXYAUTH_CLIENT_SECRET only"},
 		{"token url not https", with("PROXYAUTH_TOKEN_URL", "http://login.example.com/token"), []string{"token"}, "--token-url / PROXYAUTH_TOKEN_URL: credential: OAuth2Config.TokenURL"},
@@ -69,7 +69,7 @@ func TestUsageErrors(t *testing.T) {
 		{"shutdown timeout", base, append(up, "--shutdown-timeout", "-1s"), "--shutdown-timeout is -1s"},
 		{"log format", base, append(up, "--log-format", "xml"), `--log-format "xml"`},
 		{"log level", base, append(up, "--log-level", "loud"), `--log-level "loud"`},
-		{"serve secret missing", with("PROXYAUTH_CLIENT_SECRET", ""), up, "PROXYAUTH_CLIENT_SECRET is required"},
+		{"serve secret missing", with("PROXYAUTH_CLIENT_SECRET", ""), up, "PROXYAUTH_CLIENT_SECRET (in the environment), --private-key-file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -138,8 +138,9 @@ func TestFlagsWinOverEnvironment(t *testing.T) {
 // TestHelpAndVersion checks --help of every command (exit 0, on stdout,
 // naming every flag and variable) and --version.
 func TestHelpAndVersion(t *testing.T) {
-	common := []string{"-credential", "-token-url", "-client-id", "-scope", "-audience",
-		"PROXYAUTH_CLIENT_SECRET", "PROXYAUTH_CREDENTIAL", "PROXYAUTH_TOKEN_URL", "PROXYAUTH_CLIENT_ID", "PROXYAUTH_SCOPE", "PROXYAUTH_AUDIENCE"}
+	common := []string{"-credential", "-token-url", "-client-id", "-scope", "-audience", "-private-key-file", "-key-id", "-assertion-file",
+		"PROXYAUTH_CLIENT_SECRET", "PROXYAUTH_CREDENTIAL", "PROXYAUTH_TOKEN_URL", "PROXYAUTH_CLIENT_ID", "PROXYAUTH_SCOPE", "PROXYAUTH_AUDIENCE",
+		"PROXYAUTH_PRIVATE_KEY_FILE", "PROXYAUTH_KEY_ID", "PROXYAUTH_ASSERTION_FILE"}
 	tests := []struct {
 		args []string
 		want []string
