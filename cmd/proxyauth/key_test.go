@@ -96,7 +96,7 @@ func (e *jwtEndpoint) verify(jws, aud string) error {
 	var hdr struct{ Alg, Kid string }
 	var claims struct {
 		Iss, Sub, Aud, Jti string
-		Exp               int64
+		Exp                int64
 	}
 	for i, v := range []any{&hdr, &claims} {
 		b, err := base64.RawURLEncoding.DecodeString(parts[i])
