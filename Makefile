@@ -31,7 +31,9 @@ $(NODE_DEPS): interop/package.json interop/package-lock.json
 	@command -v npm >/dev/null || { echo "make: the interop tests need Node.js (20.19 or newer) and npm: apt-get install nodejs npm" >&2; exit 1; }
 	cd interop && npm ci --no-audit --no-fund
 
+# The command's interop tests drive curl as well as the OpenAI Node SDK.
 test: $(NODE_DEPS)
+	@command -v curl >/dev/null || { echo "make: the interop tests need curl: apt-get install -y curl" >&2; exit 1; }
 	@for m in $(MODULES); do \
 	  echo "== module $$m"; \
 	  (cd $$m && $(GO) vet ./... && $(GO) test -race -count=1 ./...); \
