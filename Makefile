@@ -48,8 +48,9 @@ lint:
 	done
 
 # Compares proxyauth with x/oauth2 and azcore (Go benchmarks, benchstat,
-# scenarios) and writes BENCHMARKS.md: about 5½ minutes; LONG=1 adds a
-# rollover with 35 s tokens (about 4 more).
+# scenarios), measures what `proxyauth serve` adds to a request, and writes
+# BENCHMARKS.md: about 6 minutes; LONG=1 adds a rollover with 35 s tokens
+# (about 4 more).
 bench:
 	GO=$(GO) ./scripts/bench.sh
 

@@ -67,6 +67,11 @@ if [ "${LONG:-0}" = 1 ]; then
 fi
 scen_secs=$(($(date +%s) - scen_began))
 
+# The cost of going through `proxyauth serve` against calling the gateway
+# directly (bench/overhead.go); it builds cmd/proxyauth first.
+echo "== overhead of proxyauth serve" >&2
+(cd bench && "$GO" run ./cmd/overhead -level 3) >"$work/overhead.md"
+
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 secs=$(($(date +%s) - began))
 cpu_model=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
@@ -93,6 +98,7 @@ Summary and The demo, which the script keeps as they are.
 - Go benchmarks: \`$benchcmd\`; medians and comparisons by benchstat
   (\`go run $BENCHSTAT\`).
 - Scenarios: \`$scen_cmd\` (${scen_secs} s). The whole run took ${secs} s.
+- The command's overhead: \`go run ./cmd/overhead\` (in bench/).
 
 $kept
 
@@ -173,5 +179,10 @@ NOTE
 	if [ -f "$work/long.md" ]; then
 		cat "$work/long.md"
 	fi
+	echo "## The command"
+	echo
+	echo "What \`proxyauth serve\` (cmd/proxyauth) adds to a request, against calling the gateway directly."
+	echo
+	cat "$work/overhead.md"
 } >"$OUT"
 echo "== wrote $OUT in ${secs} s" >&2
