@@ -100,6 +100,36 @@ func TestServeTimeouts(t *testing.T) {
 	if o := testutil.Recv(t, res, "the stream to end"); o.n != 3 || !o.done || o.err != nil {
 		t.Errorf("a stream that paused: %d chunks, done %v, %v; want 3 and [DONE]", o.n, o.done, o.err)
 	}
+
+	// A body longer than the replay limit that pauses for ten times the
+	// body timeout after the part read for replay: the rest streams on.
+	rec := newRecorder(t)
+	s2 := startServe(t, &command{timeouts: &to}, sandboxEnv(idp), "--upstream", rec.URL, "--max-replay-body", "16")
+	pr, pw := io.Pipe()
+	answers := make(chan error, 1)
+	go func() {
+		// Of unknown length: the gateway reads up to the limit to find
+		// out whether it can replay the body.
+		req, _ := http.NewRequest(http.MethodPost, s2.url+"/upload", pr)
+		resp, err := s2.client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+		}
+		answers <- err
+	}()
+	io.WriteString(pw, strings.Repeat("a", 32))
+	time.Sleep(10 * to.body) // a lower bound, as above
+	io.WriteString(pw, strings.Repeat("b", 32))
+	pw.Close()
+	if err := testutil.Recv(t, answers, "the slow upload to be answered"); err != nil {
+		t.Errorf("a long body that paused: %v; want 200", err)
+	}
+	if got := rec.requests(); len(got) != 1 || got[0].body != strings.Repeat("a", 32)+strings.Repeat("b", 32) {
+		t.Errorf("the upstream got %d requests %v; want the whole body once", len(got), got)
+	}
 }
 
 // TestServeDrainCut checks that SIGINT drains for --shutdown-timeout, then
