@@ -168,8 +168,8 @@ func (g *gateway) replayable(rc *http.ResponseController, r *http.Request) (*htt
 		return r, nil
 	}
 	// A slow client must not hold a buffer for ever. The deadline is
-	// lifted once the body is in: the server's read that notices a client
-	// hanging up must not time out while a long answer streams.
+	// lifted once the part to replay is in: the rest of a longer body
+	// streams for as long as it takes.
 	_ = rc.SetReadDeadline(time.Now().Add(g.bodyTimeout))
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {
