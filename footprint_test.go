@@ -18,7 +18,7 @@ import (
 
 // allowedDeps are the only non-standard packages the OAuth2-only program
 // may compile. A new entry is a cost every user pays: add one deliberately.
-var allowedDeps = regexp.MustCompile(`^(github\.com/proxyauth/proxyauth/(credential|transport|internal/(bearer|hosts|redact|tokencache))|golang\.org/x/oauth2(/internal)?|golang\.org/x/sync/singleflight)$`)
+var allowedDeps = regexp.MustCompile(`^(github\.com/proxyauth/proxyauth/(credential|transport|internal/(bearer|hosts|redact|retryafter|tokencache))|golang\.org/x/oauth2(/internal)?|golang\.org/x/sync/singleflight)$`)
 
 // maxSizeRatio bounds the OAuth2-only program's binary against the x/oauth2
 // program's.
