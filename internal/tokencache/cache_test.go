@@ -634,9 +634,14 @@ func TestFailedRefreshRetriesWhenTokenRunsOut(t *testing.T) {
 	c := newCache(src.fetch, clk)
 	first := mustGet(t, c) // refresh at 1s, usable until 1.8s
 	failing.Store(true)
-	clk.Advance(1500 * time.Millisecond)
+	// The backoff of 200 ms would end at 1.9 s, after usable-until.
+	clk.Advance(1700 * time.Millisecond)
 	mustGet(t, c)
 	waitIdle(t, c)
+	var fe *FetchError
+	if !errors.As(c.backoffErr(clk.Now()), &fe) || !fe.NextTry.Equal(first.UsableUntil()) {
+		t.Fatalf("after the failed refresh: %v; want a backoff until usable-until %v", fe, first.UsableUntil())
+	}
 	failing.Store(false)
 	clk.Set(first.UsableUntil())
 	if e := mustGet(t, c); e.Token.Token != "tok-3" {

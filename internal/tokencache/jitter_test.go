@@ -227,12 +227,12 @@ func TestRetryAfter(t *testing.T) {
 			if len(rec) != 1 {
 				t.Fatalf("%d fetch_failed records; want 1", len(rec))
 			}
-			if got := rec[0].Attrs["retry_in"].Duration(); got != tt.want {
-				t.Fatalf("retry_in = %v; want %v", got, tt.want)
+			if v := rec[0].Attrs["retry_in"]; v.Kind() != slog.KindDuration || v.Duration() != tt.want {
+				t.Fatalf("retry_in = %v; want %v", v, tt.want)
 			}
 			var ra credential.RetryAfterError
 			if asked, ok := rec[0].Attrs["retry_after"]; errors.As(tt.cause, &ra) && ra.RetryAfterDelay() > 0 {
-				if asked.Duration() != ra.RetryAfterDelay() {
+				if !ok || asked.Kind() != slog.KindDuration || asked.Duration() != ra.RetryAfterDelay() {
 					t.Errorf("retry_after = %v; want %v, what the server asked", asked, ra.RetryAfterDelay())
 				}
 			} else if ok {
