@@ -261,8 +261,7 @@ func TestRetryAfter(t *testing.T) {
 			// At the next try, one fetch; it succeeds.
 			failing.Store(false)
 			clk.Set(failedAt.Add(tt.want))
-			e, err = c.Get(context.Background())
-			if err != nil {
+			if _, err := c.Get(context.Background()); err != nil {
 				t.Fatalf("at the next try: %v", err)
 			}
 			waitIdle(t, c)
