@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"image/color"
 	"io"
-	"math"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -49,7 +48,7 @@ func WriteFleetFigure(w io.Writer, cfg FleetConfig, rs []FleetResult) error {
 			most = max(most, b)
 		}
 	}
-	top := math.Pow(10, math.Ceil(math.Log10(float64(most)*1.5)))
+	top := max(10, 1.6*float64(most))
 	ticks := plot.ConstantTicks{{Value: zeroAt, Label: "0"}}
 	for v := 1.0; v <= top; v *= 10 {
 		ticks = append(ticks, plot.Tick{Value: v, Label: fmt.Sprint(v)})
@@ -76,8 +75,9 @@ func WriteFleetFigure(w io.Writer, cfg FleetConfig, rs []FleetResult) error {
 		p.Y.Scale = plot.LogScale{}
 		p.Y.Tick.Marker = ticks
 		p.Y.Label.Text = "per " + human(cfg.Window)
+		p.Y.Label.TextStyle.Font.Size = vg.Points(9)
 		if i == len(rs)-1 {
-			p.X.Label.Text = fmt.Sprintf("token requests per %s; seconds from the first process's start", human(cfg.Window))
+			p.X.Label.Text = "seconds from the first process's start"
 		}
 		p.Add(plotter.NewGrid())
 
@@ -91,7 +91,8 @@ func WriteFleetFigure(w io.Writer, cfg FleetConfig, rs []FleetResult) error {
 		outage.Color = color.RGBA{R: 250, G: 210, B: 210, A: 255}
 		outage.LineStyle.Width = 0
 		label, err := plotter.NewLabels(plotter.XYLabels{
-			XYs:    []plotter.XY{{X: r.DownAt.Seconds(), Y: top / 3}},
+			// Low in the span, where no peer's requests are yet.
+			XYs:    []plotter.XY{{X: r.DownAt.Seconds(), Y: 3}},
 			Labels: []string{" outage: 503 for " + human(cfg.Outage)},
 		})
 		if err != nil {
@@ -120,9 +121,13 @@ func WriteFleetFigure(w io.Writer, cfg FleetConfig, rs []FleetResult) error {
 	}
 
 	c := vgsvg.New(8*vg.Inch, vg.Length(len(rs))*2.2*vg.Inch)
-	canvases := plot.Align(plots, draw.Tiles{Rows: len(rs), Cols: 1, PadY: vg.Points(6), PadTop: vg.Points(4), PadBottom: vg.Points(4), PadLeft: vg.Points(4), PadRight: vg.Points(8)}, draw.New(c))
+	// Every panel has the same axes and tick labels, so that their plot
+	// areas line up without plot.Align, which leaves room above each for
+	// the rotated axis label.
+	tiles := draw.Tiles{Rows: len(rs), Cols: 1, PadY: vg.Points(8), PadTop: vg.Points(4), PadBottom: vg.Points(4), PadLeft: vg.Points(4), PadRight: vg.Points(8)}
+	dc := draw.New(c)
 	for i := range plots {
-		plots[i][0].Draw(canvases[i][0])
+		plots[i][0].Draw(tiles.At(dc, 0, i))
 	}
 	_, err := c.WriteTo(w)
 	return err
