@@ -39,19 +39,19 @@ func TestWriteFleetCriteria(t *testing.T) {
 			{Peer: "proxyauth", RetryAfter: time.Second, Processes: 200, RecoveryBusiest: 200, OutageTokenRequests: 10000, RecoveryP90: -1},
 		}
 	}
-	all := []string{"met", "met", "met", "met"}
+	all := []string{"met", "met", "met", "met", "met"}
 	tests := []struct {
 		name   string
 		mutate func(rs []FleetResult)
 		want   []string
 	}{
 		{"at the bounds", func([]FleetResult) {}, all},
-		{"spread under 400 ms", func(rs []FleetResult) { rs[0].RefreshP90 = 3399 * msec }, []string{"**missed**", "met", "met", "met"}},
-		{"a peer spread 100 ms", func(rs []FleetResult) { rs[2].RefreshP90 = 6100 * msec }, []string{"**missed**", "met", "met", "met"}},
-		{"over P/4 after recovery", func(rs []FleetResult) { rs[0].RecoveryBusiest = 51 }, []string{"met", "**missed**", "met", "met"}},
-		{"over a fifth of the better peer", func(rs []FleetResult) { rs[0].OutageTokenRequests = 601 }, []string{"met", "met", "**missed**", "met"}},
-		{"recovery p90 over 30 s", func(rs []FleetResult) { rs[0].RecoveryP90 = 30*time.Second + msec }, []string{"met", "met", "met", "**missed**"}},
-		{"p90 not recovered", func(rs []FleetResult) { rs[0].RecoveryP90 = -1 }, []string{"met", "met", "met", "**missed**"}},
+		{"spread under 400 ms", func(rs []FleetResult) { rs[0].RefreshP90 = 3399 * msec }, []string{"**missed**", "met", "met", "met", "met"}},
+		{"a peer spread 100 ms", func(rs []FleetResult) { rs[2].RefreshP90 = 6100 * msec }, []string{"met", "**missed**", "met", "met", "met"}},
+		{"over P/4 after recovery", func(rs []FleetResult) { rs[0].RecoveryBusiest = 51 }, []string{"met", "met", "**missed**", "met", "met"}},
+		{"over a fifth of the better peer", func(rs []FleetResult) { rs[0].OutageTokenRequests = 601 }, []string{"met", "met", "met", "**missed**", "met"}},
+		{"recovery p90 over 30 s", func(rs []FleetResult) { rs[0].RecoveryP90 = 30*time.Second + msec }, []string{"met", "met", "met", "met", "**missed**"}},
+		{"p90 not recovered", func(rs []FleetResult) { rs[0].RecoveryP90 = -1 }, []string{"met", "met", "met", "met", "**missed**"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
