@@ -66,9 +66,9 @@ func WriteFleetFigure(w io.Writer, cfg FleetConfig, rs []FleetResult) error {
 	plots := make([][]*plot.Plot, len(rs))
 	for i, r := range rs {
 		p := plot.New()
-		p.Title.Text = fmt.Sprintf("%s: %s token requests during the outage, at most %d in %s after it",
-			r.Label(), count(r.OutageTokenRequests), r.RecoveryBusiest, human(cfg.Window))
-		p.Title.TextStyle.Font.Size = vg.Points(10)
+		p.Title.Text = fmt.Sprintf("%s: %s token requests in the %s outage (shaded); then at most %d per %s",
+			r.Label(), count(r.OutageTokenRequests), human(cfg.Outage), r.RecoveryBusiest, human(cfg.Window))
+		p.Title.TextStyle.Font.Size = vg.Points(9.5)
 		p.X.Min, p.X.Max = 0, end.Seconds()
 		p.X.Tick.Marker = xticks
 		p.Y.Min, p.Y.Max = zeroAt, top
@@ -90,14 +90,6 @@ func WriteFleetFigure(w io.Writer, cfg FleetConfig, rs []FleetResult) error {
 		}
 		outage.Color = color.RGBA{R: 250, G: 210, B: 210, A: 255}
 		outage.LineStyle.Width = 0
-		label, err := plotter.NewLabels(plotter.XYLabels{
-			// Low in the span, where no peer's requests are yet.
-			XYs:    []plotter.XY{{X: r.DownAt.Seconds(), Y: 3}},
-			Labels: []string{" outage: 503 for " + human(cfg.Outage)},
-		})
-		if err != nil {
-			return err
-		}
 
 		xys := make(plotter.XYs, 0, len(bins[i])+1)
 		for j, b := range bins[i] {
@@ -116,7 +108,7 @@ func WriteFleetFigure(w io.Writer, cfg FleetConfig, rs []FleetResult) error {
 		line.StepStyle = plotter.PostStep
 		line.Color = peerColor(r.Peer)
 		line.Width = vg.Points(1)
-		p.Add(outage, label, line)
+		p.Add(outage, line)
 		plots[i] = []*plot.Plot{p}
 	}
 

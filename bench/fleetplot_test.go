@@ -100,10 +100,9 @@ func TestWriteFleetFigure(t *testing.T) {
 	}
 	all := strings.Join(texts, "\n")
 	for _, want := range []string{
-		"proxyauth: 1,000 token requests during the outage, at most 10 in 100 ms after it",
-		"x/oauth2: 2,000 token requests during the outage, at most 11 in 100 ms after it",
-		"azcore: 3,000 token requests during the outage, at most 12 in 100 ms after it",
-		"outage: 503 for 8 s",
+		"proxyauth: 1,000 token requests in the 8 s outage (shaded); then at most 10 per 100 ms",
+		"x/oauth2: 2,000 token requests in the 8 s outage (shaded); then at most 11 per 100 ms",
+		"azcore: 3,000 token requests in the 8 s outage (shaded); then at most 12 per 100 ms",
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("no text %q in the figure; texts:\n%s", want, all)
