@@ -57,7 +57,7 @@ func TestAnalyzeFleet(t *testing.T) {
 		{Proc: 1, At: 14999 * msec, End: 15001 * msec, Status: 503, Down: true},
 		{Proc: 0, At: 15 * s, End: 15 * s, Status: 200},
 		{Proc: 1, At: 15050 * msec, End: 15051 * msec, Status: 200},
-		{Proc: 2, At: 15100 * msec, End: 15101 * msec, Status: 200},
+		{Proc: 2, At: 15099 * msec, End: 15101 * msec, Status: 200},
 	}
 	up := 15 * s
 	reqs := [][]fleetRequest{
@@ -69,7 +69,7 @@ func TestAnalyzeFleet(t *testing.T) {
 		},
 		{
 			{start: 14 * s, end: 14 * s},
-			{start: 15400 * msec, end: 15500 * msec, ok: true}, // 500 ms
+			{start: 15050 * msec, end: 15100 * msec, ok: true}, // 100 ms
 		},
 		{
 			{start: 15 * s, end: 15001 * msec}, // never recovered
@@ -93,16 +93,17 @@ func TestAnalyzeFleet(t *testing.T) {
 	check("RefreshSpread", r.RefreshSpread(), 400*msec)
 	check("RefreshBusiest", r.RefreshBusiest, 2)
 	check("OutageTokenRequests", r.OutageTokenRequests, 3)
-	// From 15 s: 15000, 15050 in one window, 15100 in the next.
-	check("RecoveryBusiest", r.RecoveryBusiest, 2)
+	// From 15 s on: 15000, 15050 and 15099 ms in one window, the 503 at
+	// 14999 ms not in it.
+	check("RecoveryBusiest", r.RecoveryBusiest, 3)
 	check("Requests", r.Requests, 8)
 	check("Failed", r.Failed, 4)
 	check("RequestsAfter", r.RequestsAfter, 5)
 	check("FailedAfter", r.FailedAfter, 3)
 	check("Recovered", r.Recovered, 2)
-	// Ranks int(0.5*3) = 1 and int(0.9*3) = 2 of 200 ms, 500 ms and a
+	// Ranks int(0.5*3) = 1 and int(0.9*3) = 2 of 100 ms, 200 ms and a
 	// process that did not recover.
-	check("RecoveryP50", r.RecoveryP50, 500*msec)
+	check("RecoveryP50", r.RecoveryP50, 200*msec)
 	check("RecoveryP90", r.RecoveryP90, time.Duration(-1))
 	check("RecoveryMax", r.RecoveryMax, time.Duration(-1))
 
