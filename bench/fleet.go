@@ -122,6 +122,9 @@ const procHeader = "Fleet-Process"
 // every token request's arrival and answer is recorded.
 func Fleet(ctx context.Context, p Peer, cfg FleetConfig) (FleetResult, error) {
 	res := FleetResult{Peer: p.Name, Processes: cfg.Processes, RetryAfter: cfg.RetryAfter}
+	if cfg.Processes < 1 || cfg.Workers < 1 || cfg.Pause <= 0 || cfg.Window <= 0 {
+		return res, fmt.Errorf("bench: a fleet needs processes, workers, a pause and a window: %+v", cfg)
+	}
 	ep := newFleetEndpoint(sandbox.TokenServerConfig{Lifetime: cfg.Lifetime}, cfg.RetryAfter)
 	defer ep.close()
 
@@ -169,30 +172,34 @@ func Fleet(ctx context.Context, p Peer, cfg FleetConfig) (FleetResult, error) {
 		up        atomic.Int64 // UpAt in nanoseconds; 0: not yet
 		recovered atomic.Int64 // processes with a success after UpAt
 	)
-	worker := func(pr *fleetProc, w int) {
+	// A worker sends on a schedule of its own, every Pause from its
+	// process's start (the workers of a process evenly apart), skipping
+	// the times a request outlasted: the request that finds a token due
+	// then comes at the same point after the refresh point in every
+	// process, so that the refresh spread is the peer's and the start
+	// window's, not the phase of each worker's pauses.
+	worker := func(pr *fleetProc, w int, start time.Duration) {
+		next := start + time.Duration(w)*cfg.Pause/time.Duration(cfg.Workers)
 		// Bounded: the loop also ends when the run stops.
 		for range 10_000_000 {
+			timer := time.NewTimer(time.Until(ep.t0.Add(next)))
 			select {
+			case <-timer.C:
 			case <-stop:
+				timer.Stop()
 				return
 			case <-ctx.Done():
+				timer.Stop()
 				return
-			default:
 			}
 			o := pr.send(ctx, ep.since, cfg.Timeout)
 			pr.reqs[w] = append(pr.reqs[w], o)
 			if u := up.Load(); o.ok && u != 0 && int64(o.end) > u && pr.recovered.CompareAndSwap(false, true) {
 				recovered.Add(1)
 			}
-			t := time.NewTimer(cfg.Pause)
-			select {
-			case <-t.C:
-			case <-stop:
-				t.Stop()
-				return
-			case <-ctx.Done():
-				t.Stop()
-				return
+			next += cfg.Pause
+			if late := o.end - next; late > 0 {
+				next += (late/cfg.Pause + 1) * cfg.Pause
 			}
 		}
 	}
@@ -203,9 +210,9 @@ func Fleet(ctx context.Context, p Peer, cfg FleetConfig) (FleetResult, error) {
 	pressure := startCPUPressure()
 	ep.start()
 	for i, pr := range procs {
-		sleepUntil(ctx, ep.t0.Add(time.Duration(i)*cfg.StartWindow/time.Duration(cfg.Processes)))
+		start := time.Duration(i) * cfg.StartWindow / time.Duration(cfg.Processes)
 		for w := range cfg.Workers {
-			wg.Go(func() { worker(pr, w) })
+			wg.Go(func() { worker(pr, w, start) })
 		}
 	}
 	sleepUntil(ctx, ep.t0.Add(cfg.OutageAt))

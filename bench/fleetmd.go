@@ -24,8 +24,8 @@ func (r FleetResult) Label() string {
 // to the figure at that path.
 func WriteFleet(w io.Writer, cfg FleetConfig, peers []Peer, rs []FleetResult, figure string) {
 	fmt.Fprintf(w, "%d processes, each with a stack of its own (its auth layer, its credential, its `http.Transport` "+
-		"to the token endpoint), start evenly spread over %s; each has %d workers that send a request, pause %s, "+
-		"and send the next. One token endpoint on loopback (`internal/sandbox.TokenServer`) issues %s tokens; "+
+		"to the token endpoint), start evenly spread over %s; each has %d workers, each sending a request every %s "+
+		"from its process's start (evenly apart, skipping the times a request outlasts). One token endpoint on loopback (`internal/sandbox.TokenServer`) issues %s tokens; "+
 		"every peer refreshes %s before expiry (azcore starts at most one early refresh per 30 s, so with these "+
 		"tokens it refreshes when they expire). The upstream is in memory and accepts only tokens the endpoint holds "+
 		"valid: the load of interest is on the identity provider. %s after the first start, the endpoint answers "+
