@@ -20,7 +20,7 @@ import (
 // may compile. A new entry is a cost every user pays: add one deliberately.
 // github.com/golang-jwt/jwt/v5 signs the assertions of private_key_jwt
 // (about 3% of the binary); it needs nothing outside the standard library.
-var allowedDeps = regexp.MustCompile(`^(github\.com/proxyauth/proxyauth/(credential|transport|internal/(bearer|hosts|redact|tokencache))|github\.com/golang-jwt/jwt/v5|golang\.org/x/oauth2(/internal)?|golang\.org/x/sync/singleflight)$`)
+var allowedDeps = regexp.MustCompile(`^(github\.com/proxyauth/proxyauth/(credential|transport|internal/(bearer|hosts|redact|retryafter|tokencache))|github\.com/golang-jwt/jwt/v5|golang\.org/x/oauth2(/internal)?|golang\.org/x/sync/singleflight)$`)
 
 // maxSizeRatio bounds the OAuth2-only program's binary against the x/oauth2
 // program's.

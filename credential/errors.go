@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -47,6 +48,34 @@ type OAuth2Error struct {
 	// Body is the start of the answer's body, at most 4 KiB, with secrets
 	// and tokens scrubbed. It may be cut in the middle of a character.
 	Body []byte
+
+	// RetryAfter is how long the answer's Retry-After header asked the
+	// client to wait before its next token request (identity providers
+	// send one with 429 and 503): delay seconds, or an HTTP date less the
+	// answer's Date header (less the time it was received when it has
+	// none). It is 0 when the answer had no such header, one that is
+	// neither form, or a date that had passed.
+	RetryAfter time.Duration
+}
+
+// RetryAfterDelay returns e.RetryAfter, so that *OAuth2Error is a
+// [RetryAfterError].
+func (e *OAuth2Error) RetryAfterDelay() time.Duration { return e.RetryAfter }
+
+// RetryAfterError is an error that says how long the identity provider
+// asked for before the next token request, such as the Retry-After of a 429
+// or 503 answer. *[OAuth2Error] is one, and so are the errors of the azuread
+// adapter for an answer with a Retry-After; a credential of your own can
+// return one too.
+//
+// The transport's token cache finds it anywhere in the chain of a failed
+// fetch's error (errors.As) and starts no token request sooner than
+// RetryAfterDelay after the failure (at most 5 minutes later), but never
+// lets a token that is still in use run out first: it tries again when that
+// token stops being usable. A delay of 0 or less asks for nothing.
+type RetryAfterError interface {
+	error
+	RetryAfterDelay() time.Duration
 }
 
 // Error describes the answer. It does no I/O.

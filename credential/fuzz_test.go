@@ -94,6 +94,7 @@ func issuedTokens(contentType string, body []byte) []string {
 // the code that turns status, headers and body into a token or an error.
 func FuzzParseTokenResponse(f *testing.F) {
 	f.Add(200, "application/json", "", "", []byte(`{"access_token":"aZq9bcdefgh","token_type":"Bearer","expires_in":3600}`))
+	f.Add(503, "application/json", "", "Tue, 01 Jan 2030 00:02:00 GMT", []byte(`{"error":"temporarily_unavailable"}`))
 	o, err := NewOAuth2(OAuth2Config{ClientID: fuzzClientID, ClientSecret: fuzzSecret, TokenURL: "https://idp.example/oauth2/token?x=1"})
 	if err != nil {
 		f.Fatal(err)
@@ -140,6 +141,9 @@ func FuzzParseTokenResponse(f *testing.F) {
 			}
 			if len(oe.Description) > maxKeptField || len(oe.URI) > maxKeptField {
 				t.Fatalf("Description or URI longer than %d bytes", maxKeptField)
+			}
+			if oe.RetryAfter < 0 || retryAfterValue == "" && oe.RetryAfter != 0 {
+				t.Fatalf("RetryAfter %v from Retry-After %q; want 0 or more, and 0 without the header", oe.RetryAfter, retryAfterValue)
 			}
 		}
 		leaks := secretForms

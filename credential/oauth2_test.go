@@ -299,13 +299,14 @@ func TestOAuth2Answers(t *testing.T) {
 		{
 			name:   "429 with Retry-After",
 			handle: answer(429, map[string]string{"Retry-After": "30", "Content-Type": "text/plain"}, "Too Many Requests\n"),
-			want: want{oe: &credential.OAuth2Error{StatusCode: 429, Description: "Too Many Requests"},
+			want: want{oe: &credential.OAuth2Error{StatusCode: 429, Description: "Too Many Requests", RetryAfter: 30 * time.Second},
 				msg: []string{"429 Too Many Requests, not an OAuth2 error answer", "Retry-After: 30s"}},
 		},
 		{
-			name:   "503 with a Retry-After date and a JSON error",
-			handle: answer(503, map[string]string{"Retry-After": "Wed, 21 Oct 2037 07:28:00 GMT", "Content-Type": jsonType}, `{"error":"temporarily_unavailable"}`),
-			want: want{oe: &credential.OAuth2Error{StatusCode: 503, Code: "temporarily_unavailable"},
+			name: "503 with a Retry-After date and a JSON error",
+			// The date counts from the answer's Date header.
+			handle: answer(503, map[string]string{"Retry-After": "Wed, 21 Oct 2037 07:28:00 GMT", "Date": "Wed, 21 Oct 2037 07:26:30 GMT", "Content-Type": jsonType}, `{"error":"temporarily_unavailable"}`),
+			want: want{oe: &credential.OAuth2Error{StatusCode: 503, Code: "temporarily_unavailable", RetryAfter: 90 * time.Second},
 				msg: []string{"503 Service Unavailable: temporarily_unavailable", "Retry-After: Wed, 21 Oct 2037 07:28:00 GMT"}},
 		},
 		{
@@ -500,9 +501,15 @@ func TestOAuth2Answers(t *testing.T) {
 			if !isOE {
 				t.Fatalf("errors.As(*OAuth2Error): got false for %v; want true", err)
 			}
-			if oe.StatusCode != w.oe.StatusCode || oe.Code != w.oe.Code || oe.Description != w.oe.Description || oe.URI != w.oe.URI {
-				t.Errorf("OAuth2Error: got {%d %q %q %q}; want {%d %q %q %q}",
-					oe.StatusCode, oe.Code, oe.Description, oe.URI, w.oe.StatusCode, w.oe.Code, w.oe.Description, w.oe.URI)
+			if oe.StatusCode != w.oe.StatusCode || oe.Code != w.oe.Code || oe.Description != w.oe.Description || oe.URI != w.oe.URI || oe.RetryAfter != w.oe.RetryAfter {
+				t.Errorf("OAuth2Error: got {%d %q %q %q %v}; want {%d %q %q %q %v}",
+					oe.StatusCode, oe.Code, oe.Description, oe.URI, oe.RetryAfter, w.oe.StatusCode, w.oe.Code, w.oe.Description, w.oe.URI, w.oe.RetryAfter)
+			}
+			// The token cache learns the delay through the interface,
+			// from the error as GetToken returns it.
+			var ra credential.RetryAfterError
+			if !errors.As(err, &ra) || ra.RetryAfterDelay() != w.oe.RetryAfter {
+				t.Errorf("errors.As(RetryAfterError): got %v; want one with RetryAfterDelay %v", ra, w.oe.RetryAfter)
 			}
 			if w.bodyLen != 0 && len(oe.Body) != w.bodyLen {
 				t.Errorf("len(Body): got %d; want %d", len(oe.Body), w.bodyLen)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/proxyauth/proxyauth/internal/bearer"
+	"github.com/proxyauth/proxyauth/internal/retryafter"
 )
 
 // defaultLifetime is the lifetime of a token whose answer has no expires_in
@@ -42,7 +43,7 @@ func parseTokenResponse(status int, header http.Header, body []byte, now time.Ti
 
 	success := status >= 200 && status < 300
 	if !success || ans.has("error") {
-		return AccessToken{}, newOAuth2Error(status, header, body, ans, sec)
+		return AccessToken{}, newOAuth2Error(status, header, body, now, ans, sec)
 	}
 	what := "answered " + statusLine(status)
 	switch {
@@ -169,8 +170,8 @@ func decodeAnswer(contentType string, body []byte) answer {
 	return ans
 }
 
-// newOAuth2Error builds the error for an error answer.
-func newOAuth2Error(status int, header http.Header, body []byte, ans answer, sec *scrubber) *OAuth2Error {
+// newOAuth2Error builds the error for an error answer received at now.
+func newOAuth2Error(status int, header http.Header, body []byte, now time.Time, ans answer, sec *scrubber) *OAuth2Error {
 	var code, desc, uri string
 	switch e := ans.fields["error"].(type) {
 	case string:
@@ -209,6 +210,7 @@ func newOAuth2Error(status int, header http.Header, body []byte, ans answer, sec
 		Description: sec.field(desc),
 		URI:         sec.field(uri),
 		Body:        sec.keepBody(body),
+		RetryAfter:  retryafter.Delay(header, now),
 	}
 	if oe.Code == "" && oe.Description == "" && ans.fields == nil {
 		oe.Description = sec.snippet(body)

@@ -6,7 +6,11 @@
 # Environment: GO (go), COUNT (6), CPU (1,2), BENCHTIME (500ms), OUT
 # (BENCHMARKS.md), KEEP (a directory to keep the raw outputs in), LONG (1:
 # also a rollover with 35 s tokens, where azcore refreshes early; 4 more
-# minutes).
+# minutes), PROCESSES (200: the fleet's processes), FLEET_SVG
+# (bench/fleet.svg: the fleet figure, linked from OUT by this path),
+# FLEET_RETRY_AFTER (2s: the Retry-After of proxyauth's second fleet run;
+# 0: no second run), FLEET_ONLY (1: run only the fleet scenario, about a
+# minute and a half, and replace the fleet section of OUT, keeping the rest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +20,9 @@ COUNT=${COUNT:-6}
 CPU=${CPU:-1,2}
 BENCHTIME=${BENCHTIME:-500ms}
 OUT=${OUT:-BENCHMARKS.md}
+PROCESSES=${PROCESSES:-200}
+FLEET_SVG=${FLEET_SVG:-bench/fleet.svg}
+FLEET_RETRY_AFTER=${FLEET_RETRY_AFTER:-2s}
 
 # The hand-written sections of BENCHMARKS.md (a summary, the demo) lie
 # between these two lines; they are kept as they are, read before the long
@@ -32,6 +39,20 @@ if [ "$(printf '%s\n' "$kept" | head -n1)" != "$kept_begin" ] || [ "$(printf '%s
 	exit 1
 fi
 
+# The fleet scenario: its Markdown in $work/fleet.md, its figure in
+# $work/fleet.svg, and its line for the head of OUT in $fleet_line.
+run_fleet() {
+	echo "== fleet" >&2
+	local began before
+	began=$(date +%s)
+	before=$(cut -d' ' -f1-3 /proc/loadavg)
+	(cd bench && "$GO" run ./cmd/scenarios -level 2 -only fleet -targets=false -processes "$PROCESSES" \
+		-fleet-retry-after "$FLEET_RETRY_AFTER" -fleet-svg "$work/fleet.svg" -fleet-svg-link "$FLEET_SVG") >"$work/fleet.md"
+	fleet_line="- Fleet: \`go run ./cmd/scenarios -only fleet -processes $PROCESSES -fleet-retry-after $FLEET_RETRY_AFTER\`"
+	fleet_line="$fleet_line (in bench/), $(date -u '+%Y-%m-%d %H:%M UTC'), $(($(date +%s) - began)) s; load average"
+	fleet_line="$fleet_line $before before, $(cut -d' ' -f1-3 /proc/loadavg) after."
+}
+
 work=${KEEP:-}
 if [ -z "$work" ]; then
 	work=$(mktemp -d)
@@ -39,6 +60,27 @@ if [ -z "$work" ]; then
 fi
 mkdir -p "$work"
 work=$(cd "$work" && pwd) # the nested module runs from bench/
+
+if [ "${FLEET_ONLY:-0}" = 1 ]; then
+	[ -f "$OUT" ] || { echo "bench.sh: FLEET_ONLY=1 replaces the fleet section of $OUT, which does not exist" >&2; exit 1; }
+	run_fleet
+	# Everything before the fleet section, with the head's fleet line
+	# replaced (or added after the scenarios' line), then the new section.
+	# The hand-written section is copied as it is.
+	awk -v line="$fleet_line" -v b="$kept_begin" -v e="$kept_end" '
+		$0 == b { head = 1 }
+		!head && /^- Fleet: / { next }
+		tail && /^## Fleet: / { exit }
+		{ print }
+		!head && /^- Scenarios: / { print line }
+		$0 == e { tail = 1 }
+	' "$OUT" >"$work/out.md"
+	cat "$work/fleet.md" >>"$work/out.md"
+	mv "$work/out.md" "$OUT"
+	cp "$work/fleet.svg" "$FLEET_SVG"
+	echo "== replaced the fleet section of $OUT" >&2
+	exit 0
+fi
 
 began=$(date +%s)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -60,12 +102,14 @@ stat -filter '.name:Scaling' -row /goroutines -col /impl -table /gomaxprocs >"$w
 
 echo "== scenarios" >&2
 scen_began=$(date +%s)
-(cd bench && "$GO" run ./cmd/scenarios -level 3) >"$work/scenarios.md"
+(cd bench && "$GO" run ./cmd/scenarios -level 3 -only rollover,storm,outage) >"$work/scenarios.md"
 if [ "${LONG:-0}" = 1 ]; then
 	(cd bench && "$GO" run ./cmd/scenarios -level 3 -only rollover -lifetime 35s -lifetimes 2 -margin 4s -targets=false \
 		-title "Rollover with 35 s tokens (LONG=1): 64 workers, 2 token lifetimes") >"$work/long.md"
 fi
 scen_secs=$(($(date +%s) - scen_began))
+
+run_fleet
 
 # The cost of going through `proxyauth serve` against calling the gateway
 # directly (bench/overhead.go); it builds cmd/proxyauth first.
@@ -79,7 +123,7 @@ cores=$(nproc)
 goversion=$("$GO" env GOVERSION)
 
 made_by="make bench"
-scen_cmd="go run ./cmd/scenarios (in bench/)"
+scen_cmd="go run ./cmd/scenarios -only rollover,storm,outage (in bench/)"
 if [ "${LONG:-0}" = 1 ]; then
 	made_by="LONG=1 make bench"
 	scen_cmd="$scen_cmd\`, then \`go run ./cmd/scenarios -only rollover -lifetime 35s -lifetimes 2 -margin 4s"
@@ -98,6 +142,7 @@ Summary and The demo, which the script keeps as they are.
 - Go benchmarks: \`$benchcmd\`; medians and comparisons by benchstat
   (\`go run $BENCHSTAT\`).
 - Scenarios: \`$scen_cmd\` (${scen_secs} s). The whole run took ${secs} s.
+$fleet_line
 - The command's overhead: \`go run ./cmd/overhead\` (in bench/).
 
 $kept
@@ -179,10 +224,14 @@ NOTE
 	if [ -f "$work/long.md" ]; then
 		cat "$work/long.md"
 	fi
+	# Before the fleet section, which FLEET_ONLY=1 replaces to the end.
 	echo "## The command"
 	echo
 	echo "What \`proxyauth serve\` (cmd/proxyauth) adds to a request, against calling the gateway directly."
 	echo
 	cat "$work/overhead.md"
+	cat "$work/fleet.md"
 } >"$OUT"
+# The figure goes with the Markdown that links to it.
+cp "$work/fleet.svg" "$FLEET_SVG"
 echo "== wrote $OUT in ${secs} s" >&2

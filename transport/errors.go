@@ -26,6 +26,14 @@ var ErrInsecureHTTP = errors.New("transport: refusing to send a bearer token ove
 //	Err      error     // the cause; errors.Is and errors.As reach it through the FetchError
 //	Failures int       // consecutive failed fetches, 1 for the first
 //	NextTry  time.Time // no token request starts before this
+//
+// NextTry follows the backoff: 200 ms after the first failure, doubling to
+// 30 s, each step shortened by a random part of up to half, so that
+// processes that failed together do not try again together. When the cause
+// is a [credential.RetryAfterError] (a *[credential.OAuth2Error] from an
+// answer with a Retry-After header), NextTry is at least that much later,
+// up to 5 minutes. After a failed background refresh it is never later
+// than the moment the token in use stops being usable.
 type FetchError = tokencache.FetchError
 
 // ExpiredTokenError is the cause of a failed fetch in which the credential

@@ -178,7 +178,7 @@ func TestNoTokenErrorIsFetchError(t *testing.T) {
 				clk := testutil.NewClock()
 				var calls atomic.Int64
 				mt := httpmock.NewMockTransport()
-				tr := newTransport(k.cred(t, &calls, clk), "s", &Options{Base: mt, FetchTimeout: k.fetchTimeout}, clk.Now)
+				tr := newTransport(k.cred(t, &calls, clk), "s", &Options{Base: mt, FetchTimeout: k.fetchTimeout}, clk.Now, noJitter)
 				if k.setup != nil {
 					k.setup(t, tr, clk)
 				}
@@ -300,7 +300,7 @@ func TestCallerContextErrorIsNotFetchError(t *testing.T) {
 					calls.Add(1)
 					return credential.AccessToken{}, errProvider
 				})
-				tr := newTransport(cred, "s", &Options{Base: httpmock.NewMockTransport()}, clk.Now)
+				tr := newTransport(cred, "s", &Options{Base: httpmock.NewMockTransport()}, clk.Now, noJitter)
 				if err := m.call(tr, context.Background()); !errors.Is(err, errProvider) {
 					t.Fatalf("first call: %v; want the credential's error", err)
 				}

@@ -85,14 +85,19 @@ type matrixFault struct {
 	// reaches the handler ("arrival") or when the handler first flushes
 	// its answer ("flush").
 	expireOn string
+	// waits are the times from the first failure to the second token
+	// request and from the second failure to the third: the backoff's
+	// first steps (200 ms, 400 ms; the matrix runs without jitter), or
+	// the answer's Retry-After when that is longer. Zero: the backoff's.
+	waits [2]time.Duration
 }
 
-func wantOAuth2Error(status int, also string) func(*testing.T, error) {
+func wantOAuth2Error(status int, retryAfter time.Duration, also string) func(*testing.T, error) {
 	return func(t *testing.T, err error) {
 		t.Helper()
 		var oe *credential.OAuth2Error
-		if !errors.As(err, &oe) || oe.StatusCode != status {
-			t.Fatalf("err = %v; want a *credential.OAuth2Error with status %d", err, status)
+		if !errors.As(err, &oe) || oe.StatusCode != status || oe.RetryAfter != retryAfter {
+			t.Fatalf("err = %v; want a *credential.OAuth2Error with status %d and RetryAfter %v", err, status, retryAfter)
 		}
 		if !strings.Contains(err.Error(), also) {
 			t.Fatalf("err = %v; want it to mention %q", err, also)
@@ -138,9 +143,11 @@ func matrixFaults(t *testing.T) []matrixFault {
 			}
 		}, logged: "connection refused"},
 		{name: "stall", check: wantDeadline, logged: "deadline exceeded", expireOn: "arrival"},
-		{name: "500", check: wantOAuth2Error(500, "500 Internal Server Error"), logged: "500 Internal Server Error"},
-		{name: "503 Retry-After", check: wantOAuth2Error(503, "Retry-After: 120s"), logged: "Retry-After: 120s"},
-		{name: "429", check: wantOAuth2Error(429, "slow_down"), logged: "429 Too Many Requests"},
+		{name: "500", check: wantOAuth2Error(500, 0, "500 Internal Server Error"), logged: "500 Internal Server Error"},
+		{name: "503 Retry-After", check: wantOAuth2Error(503, 120*time.Second, "Retry-After: 120s"), logged: "Retry-After: 120s",
+			waits: [2]time.Duration{120 * time.Second, 120 * time.Second}},
+		{name: "429", check: wantOAuth2Error(429, time.Second, "slow_down"), logged: "429 Too Many Requests",
+			waits: [2]time.Duration{time.Second, time.Second}},
 		{name: "html", check: wantMalformed("text/html"), logged: "text/html"},
 		{name: "truncated JSON", check: wantMalformed("invalid JSON"), logged: "invalid JSON"},
 		{name: "10 MB", check: wantMalformed("more than 1048576 bytes"), logged: "more than 1048576 bytes"},
@@ -152,6 +159,11 @@ func matrixFaults(t *testing.T) []matrixFault {
 			t.Fatalf("sandbox.Faults has no %q", f.name)
 		}
 		faults[i+1].handler = h
+	}
+	for i := range faults {
+		if faults[i].waits == ([2]time.Duration{}) {
+			faults[i].waits = [2]time.Duration{200 * time.Millisecond, 400 * time.Millisecond}
+		}
 	}
 	if len(byName) != len(faults)-1 {
 		t.Fatalf("sandbox.Faults has %d faults; the matrix covers %d", len(byName), len(faults)-1)
@@ -231,7 +243,7 @@ func newMatrixEnv(t *testing.T) *matrixEnv {
 		Base:         upstream,
 		FetchTimeout: testutil.HangTimeout,
 		Logger:       logger,
-	}, e.clk.Now)
+	}, e.clk.Now, noJitter)
 	return e
 }
 
@@ -339,13 +351,16 @@ func (e *matrixEnv) counts(since counts) counts {
 //
 //   - no token yet, or the token expired: every request fails at once with
 //     the cause (errors.Is/As reach it), nothing goes upstream, and any
-//     number of requests within one backoff cost one token request; one
-//     backoff later the next request costs one more; when the fault ends,
-//     the first request after the backoff gets a new token;
+//     number of requests within one backoff cost one token request; the
+//     first request when the backoff (200 ms, then 400 ms; the answer's
+//     Retry-After when longer) has passed, not a nanosecond before, costs
+//     one more; when the fault ends, the first request after the backoff
+//     gets a new token;
 //   - in the refresh window: every request succeeds with the old token;
 //     the failed background refresh is logged with its cause and costs one
-//     token request per backoff period; when the fault ends, the refresh
-//     after the backoff replaces the token.
+//     token request per backoff period, which starts not a nanosecond
+//     early; when the fault ends, the refresh after the backoff replaces
+//     the token.
 func TestFaultMatrix(t *testing.T) {
 	const burst = 8 // requests within one backoff period
 	for _, f := range matrixFaults(t) {
@@ -356,7 +371,11 @@ func TestFaultMatrix(t *testing.T) {
 				if state != "none yet" {
 					old = e.mustDo(t)
 					if state == "refresh window" {
-						e.clk.Advance(56 * time.Minute) // the 1 h token refreshes from 55 min
+						// The 1 h token refreshes from 55 min (the matrix
+						// runs without jitter) and is usable until 59.5
+						// min: room for two waits of 2 min (Retry-After)
+						// and the refresh after them.
+						e.clk.Advance(55 * time.Minute)
 					} else {
 						e.clk.Advance(2 * time.Hour)
 					}
@@ -402,15 +421,28 @@ func faultWithoutToken(t *testing.T, e *matrixEnv, f *matrixFault, start counts,
 		t.Fatalf("%d requests within one backoff: %+v; want one fetch, failed, one token request", burst, c)
 	}
 
-	e.clk.Advance(time.Second) // the first backoff
+	// Not a nanosecond before the wait has passed; at once after it.
+	e.clk.Advance(f.waits[0] - time.Nanosecond)
 	_, err := e.do(t)
 	f.check(t, err)
+	if c := e.counts(start); c != (counts{1, 1, 1}) {
+		t.Fatalf("a nanosecond before the first wait of %v ended: %+v; want still one token request", f.waits[0], c)
+	}
+	e.clk.Advance(time.Nanosecond)
+	_, err = e.do(t)
+	f.check(t, err)
 	if c := e.counts(start); c != (counts{2, 2, 2}) {
-		t.Fatalf("after one backoff: %+v; want 2 fetches, 2 failed, 2 token requests", c)
+		t.Fatalf("after the first wait of %v: %+v; want 2 fetches, 2 failed, 2 token requests", f.waits[0], c)
 	}
 
 	e.setFault(nil)
-	e.clk.Advance(2 * time.Second) // the second backoff
+	e.clk.Advance(f.waits[1] - time.Nanosecond)
+	_, err = e.do(t)
+	f.check(t, err) // the last failure, while its wait runs
+	if c := e.counts(start); c != (counts{2, 2, 2}) {
+		t.Fatalf("a nanosecond before the second wait of %v ended: %+v; want still 2 token requests", f.waits[1], c)
+	}
+	e.clk.Advance(time.Nanosecond)
 	e.mustDo(t)
 	if c := e.counts(start); c != (counts{3, 2, 3}) {
 		t.Fatalf("after the fault: %+v; want 3 fetches, 2 failed, 3 token requests", c)
@@ -438,15 +470,31 @@ func faultInRefreshWindow(t *testing.T, e *matrixEnv, f *matrixFault, old string
 		t.Fatalf("%d requests within one backoff: %+v; want one fetch, failed, one token request", 2*burst, c)
 	}
 
-	e.clk.Advance(time.Second)
+	// No refresh starts a nanosecond before the wait has passed.
+	starts := e.refreshStarts()
+	e.clk.Advance(f.waits[0] - time.Nanosecond)
+	for range burst {
+		if tok := e.mustDo(t); tok != old {
+			t.Fatal("a request within the first wait did not carry the old token")
+		}
+	}
+	if c, n := e.counts(start), e.refreshStarts(); c != (counts{1, 1, 1}) || n != starts {
+		t.Fatalf("a nanosecond before the first wait of %v ended: %+v, %d refreshes started; want one token request, none started", f.waits[0], c, n-starts)
+	}
+	e.clk.Advance(time.Nanosecond)
 	e.startRefresh(t, old)
 	testutil.Eventually(t, "the second failed refresh", func() bool { return e.counts(start).fetchErrors == 2 })
 	if c := e.counts(start); c != (counts{2, 2, 2}) {
-		t.Fatalf("after one backoff: %+v; want 2 fetches, 2 failed, 2 token requests", c)
+		t.Fatalf("after the first wait of %v: %+v; want 2 fetches, 2 failed, 2 token requests", f.waits[0], c)
 	}
 
 	e.setFault(nil)
-	e.clk.Advance(2 * time.Second)
+	starts = e.refreshStarts()
+	e.clk.Advance(f.waits[1] - time.Nanosecond)
+	if tok := e.mustDo(t); tok != old || e.refreshStarts() != starts {
+		t.Fatalf("a nanosecond before the second wait of %v ended: a refresh started, or the old token was not sent", f.waits[1])
+	}
+	e.clk.Advance(time.Nanosecond)
 	e.startRefresh(t, old) // the refresh that succeeds
 	testutil.Eventually(t, "the new token", func() bool {
 		tok, err := e.tr.Token(context.Background())

@@ -432,7 +432,7 @@ func TestServerRefusingEveryToken(t *testing.T) {
 	src := &testcred.Source{Now: clk.Now}
 	mt := httpmock.NewMockTransport()
 	mt.RegisterResponder(http.MethodGet, chatURL, httpmock.NewStringResponder(http.StatusUnauthorized, refusedBody))
-	tr := newTransport(src, "s", &Options{Base: mt}, clk.Now)
+	tr := newTransport(src, "s", &Options{Base: mt}, clk.Now, noJitter)
 	do := func() int {
 		t.Helper()
 		status, _ := mustSend(t, tr, httpGet(chatURL))
@@ -479,7 +479,7 @@ func TestServerRefusingEveryTokenUnreplayable(t *testing.T) {
 	logs, logger := testutil.NewLogs()
 	mt := httpmock.NewMockTransport()
 	mt.RegisterResponder(http.MethodPost, chatURL, httpmock.NewStringResponder(http.StatusUnauthorized, refusedBody))
-	tr := newTransport(src, "s", &Options{Base: mt, Logger: logger}, clk.Now)
+	tr := newTransport(src, "s", &Options{Base: mt, Logger: logger}, clk.Now, noJitter)
 	post := func() {
 		t.Helper()
 		if status, body := mustSend(t, tr, unreplayable(chatURL, "{}")); status != http.StatusUnauthorized || body != refusedBody {
@@ -542,7 +542,7 @@ func TestConcurrentRefusalsStartOneHold(t *testing.T) {
 		return answer(http.StatusUnauthorized, r), nil
 	})
 	logs, logger := testutil.NewLogs()
-	tr := newTransport(src, "s", &Options{Base: base, Logger: logger}, clk.Now)
+	tr := newTransport(src, "s", &Options{Base: base, Logger: logger}, clk.Now, noJitter)
 	if _, err := tr.Token(context.Background()); err != nil {
 		t.Fatal(err)
 	}

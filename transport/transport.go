@@ -56,7 +56,11 @@ type Options struct {
 	// lies between the fetch and the end of the token's usable life (30 s,
 	// or a tenth of the lifetime, before expiry); one outside that range
 	// would refresh on every request or only after callers had to wait,
-	// so it is ignored.
+	// so it is ignored. Either point then moves earlier by a random part
+	// of up to a tenth of the token's lifetime (a RefreshOn by at most
+	// half its distance from the fetch), so that processes started
+	// together do not all refresh at the same moment: with the defaults, a
+	// 1 h token is refreshed between 11 and 5 minutes before it expires.
 	RefreshBefore time.Duration
 
 	// FetchTimeout bounds one token fetch, whatever the credential does
@@ -163,10 +167,13 @@ var _ http.RoundTripper = (*Transport)(nil)
 // New returns a Transport that authenticates with tokens for scope from
 // cred. Pass nil opts to accept the defaults.
 func New(cred credential.TokenCredential, scope string, opts *Options) *Transport {
-	return newTransport(cred, scope, opts, nil)
+	return newTransport(cred, scope, opts, nil, nil)
 }
 
-func newTransport(cred credential.TokenCredential, scope string, opts *Options, now func() time.Time) *Transport {
+// newTransport is New with the clock and the cache's random source (which
+// jitters refresh points and backoff steps) injected; nil means time.Now
+// and math/rand/v2's Float64.
+func newTransport(cred credential.TokenCredential, scope string, opts *Options, now func() time.Time, rand func() float64) *Transport {
 	var o Options
 	if opts != nil {
 		o = *opts
@@ -190,6 +197,7 @@ func newTransport(cred credential.TokenCredential, scope string, opts *Options, 
 		RefreshBefore: o.RefreshBefore,
 		FetchTimeout:  o.FetchTimeout,
 		Now:           now,
+		Rand:          rand,
 		Logger:        o.Logger,
 	})
 	return t

@@ -78,6 +78,10 @@ type recordingBody struct {
 func (b *recordingBody) Close() error { b.closed.Add(1); return nil }
 
 // get sends a GET to u through rt from the test's goroutine.
+// noJitter is a random source for the cache that always gives 0: refresh
+// points and backoff steps are then the rules' own, not moved by jitter.
+func noJitter() float64 { return 0 }
+
 func get(t *testing.T, rt http.RoundTripper, u string) {
 	t.Helper()
 	mustSend(t, rt, httpGet(u))
@@ -144,7 +148,7 @@ func TestRefreshWindowThroughTransport(t *testing.T) {
 		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(10 * time.Minute)}, nil
 	})
 	up := &upstream{}
-	tr := newTransport(cred, "s", &Options{Base: up}, clk.Now)
+	tr := newTransport(cred, "s", &Options{Base: up}, clk.Now, noJitter)
 	get(t, tr, "https://llm.example.com/")
 	clk.Advance(6 * time.Minute) // refresh point: 10 min - 5 min
 
@@ -185,7 +189,7 @@ func TestFailuresThroughTransport(t *testing.T) {
 		return credential.AccessToken{}, boom
 	})
 	up := &upstream{}
-	tr := newTransport(cred, "s", &Options{Base: up}, clk.Now)
+	tr := newTransport(cred, "s", &Options{Base: up}, clk.Now, noJitter)
 	get(t, tr, "https://llm.example.com/")
 	clk.Advance(6 * time.Minute)
 	get(t, tr, "https://llm.example.com/")
@@ -523,7 +527,7 @@ func TestRefreshBeforeOption(t *testing.T) {
 	for _, tok := range []string{"tok-1", "tok-2"} {
 		mt.RegisterMatcherResponder(http.MethodGet, url, byToken(tok), httpmock.NewStringResponder(http.StatusOK, "ok"))
 	}
-	tr := newTransport(src, "s", &Options{Base: mt, RefreshBefore: refreshBefore, Logger: logger}, clk.Now)
+	tr := newTransport(src, "s", &Options{Base: mt, RefreshBefore: refreshBefore, Logger: logger}, clk.Now, noJitter)
 	refreshAt := clk.Now().Add(time.Hour - refreshBefore) // src: an hour from the fetch
 	get(t, tr, url)
 

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/proxyauth/proxyauth/credential"
 	"github.com/proxyauth/proxyauth/internal/redact"
+	"github.com/proxyauth/proxyauth/internal/retryafter"
 )
 
 // Credential adapts any azidentity credential ([azcore.TokenCredential]) to
@@ -113,7 +115,11 @@ func (c *Credential) Format(f fmt.State, verb rune) { redact.Format(f, verb, c.S
 // "https://cognitiveservices.azure.com/.default"). ExpiresOn and RefreshOn
 // are carried over. Errors of azidentity are wrapped, so that errors.As
 // still reaches *azidentity.AuthenticationFailedError, and errors.Is the
-// errors a credential chain reports as unavailable.
+// errors a credential chain reports as unavailable. When the identity
+// provider's answer (the error's RawResponse) has a Retry-After header, as
+// Microsoft Entra ID sends when it throttles, the error is also a
+// [credential.RetryAfterError] with that delay, so that the transport waits
+// for it before its next token request.
 func (c *Credential) GetToken(ctx context.Context, scope string) (credential.AccessToken, error) {
 	scopes := strings.Fields(scope)
 	if len(scopes) == 0 {
@@ -128,10 +134,40 @@ func (c *Credential) GetToken(ctx context.Context, scope string) (credential.Acc
 	}
 	tok, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: scopes})
 	if err != nil {
-		return credential.AccessToken{}, fmt.Errorf("azuread: token for scope %q: %w", scope, err)
+		return credential.AccessToken{}, withRetryAfter(fmt.Errorf("azuread: token for scope %q: %w", scope, err))
 	}
 	if tok.Token == "" {
 		return credential.AccessToken{}, fmt.Errorf("azuread: token for scope %q: the credential returned an empty token", scope)
 	}
 	return credential.AccessToken{Token: tok.Token, ExpiresOn: tok.ExpiresOn, RefreshOn: tok.RefreshOn}, nil
 }
+
+// withRetryAfter returns err as a [credential.RetryAfterError] when it holds
+// an *azidentity.AuthenticationFailedError whose answer asked for a wait,
+// else err itself.
+func withRetryAfter(err error) error {
+	var afe *azidentity.AuthenticationFailedError
+	if !errors.As(err, &afe) || afe.RawResponse == nil {
+		return err
+	}
+	// azidentity keeps no time of receipt; the answer came just now, and
+	// an HTTP date counts from the answer's Date header when it has one.
+	if d := retryafter.Delay(afe.RawResponse.Header, time.Now()); d > 0 {
+		return &retryAfterError{err: err, delay: d}
+	}
+	return err
+}
+
+// retryAfterError is an error of azidentity whose answer had a Retry-After
+// header. It reads as the error it wraps, and errors.As and errors.Is
+// reach through it.
+type retryAfterError struct {
+	err   error
+	delay time.Duration
+}
+
+var _ credential.RetryAfterError = (*retryAfterError)(nil)
+
+func (e *retryAfterError) Error() string                  { return e.err.Error() }
+func (e *retryAfterError) Unwrap() error                  { return e.err }
+func (e *retryAfterError) RetryAfterDelay() time.Duration { return e.delay }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -80,6 +81,51 @@ func TestAzureADErrorsStayReachable(t *testing.T) {
 			_, err := a.GetToken(context.Background(), "https://x/.default")
 			if err == nil || !tt.check(err) {
 				t.Errorf("GetToken: got error %v; want one that reaches %T", err, tt.cause)
+			}
+		})
+	}
+}
+
+// An azidentity failure whose answer has a Retry-After header is a
+// credential.RetryAfterError with that delay, and still reads and matches
+// as the azidentity error; one without is left as it was.
+func TestAzureADRetryAfter(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		header http.Header // of the RawResponse; nil: no RawResponse
+		want   time.Duration
+	}{
+		{"delay seconds", http.Header{"Retry-After": {"30"}}, 30 * time.Second},
+		{"a date after the answer's Date", http.Header{"Retry-After": {"Fri, 02 Jan 2026 03:06:05 GMT"}, "Date": {"Fri, 02 Jan 2026 03:04:05 GMT"}}, 2 * time.Minute},
+		{"zero", http.Header{"Retry-After": {"0"}}, 0},
+		{"junk", http.Header{"Retry-After": {"soon"}}, 0},
+		{"no Retry-After", http.Header{}, 0},
+		{"no answer", nil, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			afe := &azidentity.AuthenticationFailedError{}
+			if tt.header != nil {
+				afe.RawResponse = &http.Response{StatusCode: http.StatusTooManyRequests, Status: "429 Too Many Requests", Header: tt.header, Body: http.NoBody}
+			}
+			a := New(aztest.Cred(func(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+				return azcore.AccessToken{}, afe
+			}))
+			_, err := a.GetToken(context.Background(), "https://x/.default")
+			var got *azidentity.AuthenticationFailedError
+			if !errors.As(err, &got) || got != afe {
+				t.Errorf("errors.As(*AuthenticationFailedError): got %v for %v; want the azidentity error", got, err)
+			}
+			if want := `azuread: token for scope "https://x/.default": ` + afe.Error(); err.Error() != want {
+				t.Errorf("message: got %q; want %q", err, want)
+			}
+			var ra credential.RetryAfterError
+			switch isRA := errors.As(err, &ra); {
+			case tt.want == 0 && isRA:
+				t.Errorf("errors.As(RetryAfterError): got one with %v; want none", ra.RetryAfterDelay())
+			case tt.want != 0 && (!isRA || ra.RetryAfterDelay() != tt.want):
+				t.Errorf("errors.As(RetryAfterError): got %v (%v); want RetryAfterDelay %v", isRA, ra, tt.want)
 			}
 		})
 	}

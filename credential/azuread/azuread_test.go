@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +14,8 @@ import (
 
 	"github.com/proxyauth/proxyauth/credential"
 	"github.com/proxyauth/proxyauth/credential/azuread"
+	"github.com/proxyauth/proxyauth/internal/testutil"
+	"github.com/proxyauth/proxyauth/internal/tokencache"
 )
 
 const entraScope = "https://cognitiveservices.azure.com/.default"
@@ -125,5 +129,59 @@ func TestAzureADPrintsNoSecret(t *testing.T) {
 	}
 	if got, want := fmt.Sprint(azuread.New(nil)), "azuread.Credential{Credential:DefaultAzureCredential, not created yet}"; got != want {
 		t.Errorf("Sprint of New(nil): got %s; want %s", got, want)
+	}
+}
+
+// Entra's Retry-After reaches the transport's cache through azidentity and
+// the adapter, without the cache knowing Azure: real azidentity against a
+// fake authority that throttles with 429 and Retry-After: 7, the cache on
+// a fake clock and without jitter. No token request starts before the 7 s
+// have passed; the first request after gets a token.
+func TestAzureADRetryAfterReachesTheCache(t *testing.T) {
+	t.Parallel()
+	entra := newFakeEntra(t, time.Hour)
+	var throttling atomic.Bool
+	throttling.Store(true)
+	entra.throttle = func(int64) http.Header {
+		if throttling.Load() {
+			return http.Header{"Retry-After": {"7"}}
+		}
+		return nil
+	}
+	a := azuread.New(entra.credential(t, entraSecret))
+	clk := testutil.NewClock()
+	c := tokencache.New(func(ctx context.Context) (credential.AccessToken, error) {
+		return a.GetToken(ctx, entraScope)
+	}, tokencache.Options{Now: clk.Now, Rand: func() float64 { return 0 }})
+	start := clk.Now()
+
+	_, err := c.Get(context.Background())
+	var fe *tokencache.FetchError
+	var afe *azidentity.AuthenticationFailedError
+	var ra credential.RetryAfterError
+	if !errors.As(err, &fe) || !errors.As(err, &afe) || !errors.As(err, &ra) {
+		t.Fatalf("Get: got error %v; want a FetchError reaching the azidentity error and a RetryAfterError", err)
+	}
+	if afe.RawResponse == nil || afe.RawResponse.StatusCode != http.StatusTooManyRequests || ra.RetryAfterDelay() != 7*time.Second {
+		t.Fatalf("got %v with RetryAfterDelay %v; want the 429 with 7s", afe.RawResponse, ra.RetryAfterDelay())
+	}
+	if got := fe.NextTry.Sub(start); got != 7*time.Second {
+		t.Fatalf("NextTry: got now+%v; want now+7s", got)
+	}
+
+	throttling.Store(false)
+	clk.Set(start.Add(7*time.Second - time.Nanosecond))
+	if _, err := c.Get(context.Background()); err == nil {
+		t.Fatal("Get a nanosecond before the 7 s: got a token; want the throttling error")
+	}
+	if got := entra.tokenRequests.Load(); got != 1 {
+		t.Fatalf("token requests within the 7 s: got %d; want 1", got)
+	}
+	clk.Set(start.Add(7 * time.Second))
+	if e, err := c.Get(context.Background()); err != nil || e.Token.Token != "entra-token-1" {
+		t.Fatalf("Get after the 7 s: got %v, %v; want entra-token-1", e, err)
+	}
+	if got := entra.tokenRequests.Load(); got != 2 {
+		t.Fatalf("token requests: got %d; want 2", got)
 	}
 }

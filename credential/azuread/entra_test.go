@@ -44,6 +44,11 @@ type fakeEntra struct {
 	// request before it is answered; it may hold the request. Set it
 	// before the first request.
 	beforeToken func(n int64)
+
+	// throttle, when set, is asked with the number of each token request;
+	// a header it returns makes the answer a 429 with that header, as
+	// Entra throttles. Set it before the first request.
+	throttle func(n int64) http.Header
 }
 
 const (
@@ -84,8 +89,21 @@ func (f *fakeEntra) openIDConfiguration(*http.Request) (*http.Response, error) {
 }
 
 func (f *fakeEntra) token(r *http.Request) (*http.Response, error) {
-	if n := f.tokenRequests.Add(1); f.beforeToken != nil {
+	n := f.tokenRequests.Add(1)
+	if f.beforeToken != nil {
 		f.beforeToken(n)
+	}
+	if f.throttle != nil {
+		if h := f.throttle(n); h != nil {
+			resp := entraJSON(http.StatusTooManyRequests, map[string]any{
+				"error":             "temporarily_unavailable",
+				"error_description": "AADSTS90055: Too many requests.",
+			})
+			for k, v := range h {
+				resp.Header[k] = v
+			}
+			return resp, nil
+		}
 	}
 	if err := r.ParseForm(); err != nil {
 		return entraJSON(http.StatusBadRequest, map[string]any{"error": "invalid_request"}), nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,10 +22,24 @@ const (
 	DefaultRefreshBefore = 5 * time.Minute
 	DefaultFetchTimeout  = 30 * time.Second
 
-	maxMargin    = 30 * time.Second
-	maxCalls     = 2 // credential calls at once: one that outlived FetchTimeout, and one more
-	firstBackoff = time.Second
+	maxMargin = 30 * time.Second
+	maxCalls  = 2 // credential calls at once: one that outlived FetchTimeout, and one more
+
+	// The backoff after a failed fetch: steps of firstBackoff doubling up
+	// to maxBackoff, each jittered down to as little as half of it.
+	firstBackoff = 200 * time.Millisecond
 	maxBackoff   = 30 * time.Second
+	// A Retry-After of the identity provider makes the wait at least as
+	// long, up to maxRetryAfter: a server's idea of minutes or hours must
+	// not stop a process from trying for that long.
+	maxRetryAfter = 5 * time.Minute
+	// maxWait is the longest wait after a failure: a next try further away
+	// can only come from a wall clock that stepped back.
+	maxWait = max(maxBackoff, maxRetryAfter)
+
+	// A refresh point moves earlier by up to a jitterShare-th of the
+	// token's lifetime.
+	jitterShare = 10
 )
 
 // Fetcher fetches a new token. ctx is detached from every caller of Get and
@@ -37,6 +52,10 @@ type Options struct {
 	FetchTimeout  time.Duration    // zero: DefaultFetchTimeout
 	Now           func() time.Time // nil: time.Now
 	Logger        *slog.Logger     // nil: no logs. Messages are the transport's, and say so
+	// Rand returns a number in [0, 1) each time a refresh point or a
+	// backoff is jittered (nil: math/rand/v2's Float64). It must be safe
+	// for concurrent use. Tests inject it so that every time is exact.
+	Rand func() float64
 }
 
 // Entry is an immutable cached token. Entries are never modified after they
@@ -96,12 +115,18 @@ func (e Entry) Format(f fmt.State, verb rune) { redact.Format(f, verb, e.String(
 //   - missing or unusable: the result of the one shared fetch, or its own
 //     ctx's error if ctx ends first;
 //   - missing after a recent failure: that failure at once, until the
-//     backoff (1 s doubling to 30 s, reset by a success) has passed.
+//     backoff (200 ms doubling to 30 s, each step jittered, reset by a
+//     success) has passed, or the Retry-After that the failure carried
+//     (at most 5 minutes), whichever is longer.
+//
+// Refresh points and backoff steps are jittered so that processes which
+// started together do not refresh, or retry after an outage, together.
 type Cache struct {
 	fetch         Fetcher
 	refreshBefore time.Duration
 	fetchTimeout  time.Duration
 	now           func() time.Time
+	rand          func() float64
 	log           *slog.Logger
 
 	cur       atomic.Pointer[Entry]
@@ -138,6 +163,7 @@ func New(fetch Fetcher, opts Options) *Cache {
 		refreshBefore: opts.RefreshBefore,
 		fetchTimeout:  opts.FetchTimeout,
 		now:           opts.Now,
+		rand:          opts.Rand,
 		log:           opts.Logger,
 	}
 	if c.refreshBefore <= 0 {
@@ -148,6 +174,9 @@ func New(fetch Fetcher, opts Options) *Cache {
 	}
 	if c.now == nil {
 		c.now = time.Now
+	}
+	if c.rand == nil {
+		c.rand = rand.Float64
 	}
 	return c
 }
@@ -235,15 +264,16 @@ func (c *Cache) refreshInBackground(now time.Time) {
 
 // inBackoff reports whether the backoff after a failed fetch still runs.
 // The wall clock may step back (NTP): a next try further away than the
-// longest backoff is taken as passed, so that such a step cannot stop all
-// fetches for as long as the step.
+// longest wait the cache sets (a Retry-After of 5 minutes) is taken as
+// passed, so that such a step cannot stop all fetches for as long as the
+// step.
 func (c *Cache) inBackoff(now time.Time) bool {
 	next := c.nextTry.Load()
 	if next == 0 {
 		return false
 	}
 	wait := next - now.UnixNano()
-	return wait > 0 && wait <= int64(maxBackoff)
+	return wait > 0 && wait <= int64(maxWait)
 }
 
 // backoffErr returns the error that a caller without a usable token gets
@@ -374,14 +404,21 @@ func (c *Cache) fail(cause error, now time.Time, called bool) error {
 	if called {
 		c.fetchErrors.Add(1)
 	}
+	asked := retryAfter(cause)
 	c.mu.Lock()
 	c.failures++
-	backoff := firstBackoff << min(c.failures-1, 5)
-	backoff = min(backoff, maxBackoff)
-	next := now.Add(backoff)
+	// The failures-th step of 200 ms, 400 ms, 800 ms ... 30 s, shortened
+	// by a random part of up to half, so that processes that failed
+	// together do not try again together.
+	step := min(firstBackoff<<min(c.failures-1, 8), maxBackoff)
+	wait := step - part(step/2, c.rand())
+	wait = max(wait, min(asked, maxRetryAfter))
+	next := now.Add(wait)
 	// A failed background refresh must not keep callers from a fetch once
 	// the old token is no longer usable: with short-lived tokens the
-	// backoff can outlast the refresh window.
+	// backoff, or what the server asked for, can outlast the refresh
+	// window, and a token request that the server may refuse is better
+	// than none while requests fail for want of a token.
 	if cur := c.cur.Load(); cur != nil && !cur.never && now.Before(cur.usableUntil) && next.After(cur.usableUntil) {
 		next = cur.usableUntil
 	}
@@ -390,9 +427,36 @@ func (c *Cache) fail(cause error, now time.Time, called bool) error {
 	failures := c.failures
 	c.mu.Unlock()
 	if c.log != nil {
-		c.log.Warn("transport: token fetch failed", "event", "fetch_failed", "error", cause.Error(), "failures", failures, "retry_in", next.Sub(now))
+		attrs := []any{"event", "fetch_failed", "error", cause.Error(), "failures", failures, "retry_in", next.Sub(now)}
+		if asked > 0 {
+			attrs = append(attrs, "retry_after", asked)
+		}
+		c.log.Warn("transport: token fetch failed", attrs...)
 	}
 	return &FetchError{Err: cause, Failures: failures, NextTry: next, now: now}
+}
+
+// retryAfter returns the wait that the identity provider asked for in err
+// (a credential.RetryAfterError anywhere in its chain), or 0.
+func retryAfter(err error) time.Duration {
+	var ra credential.RetryAfterError
+	if errors.As(err, &ra) {
+		return max(ra.RetryAfterDelay(), 0)
+	}
+	return 0
+}
+
+// part returns the share u of d: 0 for u <= 0, d for u >= 1, and never
+// more than d, so that a source that strays from [0, 1) cannot move a time
+// past its bounds.
+func part(d time.Duration, u float64) time.Duration {
+	switch {
+	case !(u > 0): // NaN too
+		return 0
+	case u >= 1:
+		return d
+	}
+	return min(time.Duration(u*float64(d)), d)
 }
 
 // entryFor checks a fetched token and works out its refresh point and
@@ -419,30 +483,48 @@ func (c *Cache) entryFor(tok credential.AccessToken, now time.Time) (*Entry, err
 	if !now.Before(exp) {
 		return nil, &ExpiredTokenError{ExpiresOn: exp, Now: now}
 	}
-	e.refreshAt, e.usableUntil = Schedule(now, exp, refreshOn, c.refreshBefore)
+	e.refreshAt, e.usableUntil = Schedule(now, exp, refreshOn, c.refreshBefore, c.rand())
 	return e, nil
 }
 
 // Schedule returns the refresh point and the usable-until time of a token
-// fetched at f that expires at exp (after f).
+// fetched at f that expires at exp (after f), jittered by u in [0, 1).
 //
-// refreshOn is taken as it is when it lies after f and before usable-until:
-// the issuer knows best. A refreshOn outside that range would make every
-// request start a fetch, or make callers wait for one, so the default rule
-// applies instead: exp-refreshBefore, but never before the half-life.
 // Usable-until is exp minus a margin of 30 s, but never more than a tenth of
 // the lifetime, so that short-lived tokens stay usable for most of it.
-func Schedule(f, exp, refreshOn time.Time, refreshBefore time.Duration) (refreshAt, usableUntil time.Time) {
+//
+// The refresh point follows a rule, then moves earlier by the jitter:
+//   - refreshOn is taken as it is when it lies after f and before
+//     usable-until: the issuer knows best. A refreshOn outside that range
+//     would make every request start a fetch, or make callers wait for one,
+//     so the default rule applies instead: exp-refreshBefore, but never
+//     before the half-life, and never after usable-until (a refreshBefore
+//     shorter than the margin would leave no time to refresh in the
+//     background).
+//   - The point then moves earlier, never later, by u times a tenth of the
+//     lifetime: tokens fetched together by many processes are refreshed at
+//     different moments, not in step. The move is at most half the time
+//     from f to the point, so that a refreshOn close to f stays after it;
+//     a point from the default rule, at least half a lifetime after f, can
+//     always move by the whole tenth.
+//
+// u = 0 gives the rule's point; u close to 1 the earliest.
+func Schedule(f, exp, refreshOn time.Time, refreshBefore time.Duration, u float64) (refreshAt, usableUntil time.Time) {
 	life := exp.Sub(f)
 	usableUntil = exp.Add(-min(maxMargin, life/10))
 	if refreshOn.After(f) && refreshOn.Before(usableUntil) {
-		return refreshOn, usableUntil
+		refreshAt = refreshOn
+	} else {
+		refreshAt = exp.Add(-refreshBefore)
+		if half := f.Add(life / 2); refreshAt.Before(half) {
+			refreshAt = half
+		}
+		if refreshAt.After(usableUntil) {
+			refreshAt = usableUntil
+		}
 	}
-	refreshAt = exp.Add(-refreshBefore)
-	if half := f.Add(life / 2); refreshAt.Before(half) {
-		refreshAt = half
-	}
-	return refreshAt, usableUntil
+	jitter := min(part(life/jitterShare, u), refreshAt.Sub(f)/2)
+	return refreshAt.Add(-jitter), usableUntil
 }
 
 // Invalidate drops the cached token if it is still token. A request that was

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,9 +30,35 @@ func (s *source) fetch(ctx context.Context) (credential.AccessToken, error) {
 	return s.fn(ctx, s.calls.Add(1))
 }
 
+// newCache returns a cache on clk without jitter: its random source
+// always gives 0, so that refresh points and backoff steps are the rules'
+// own. The tests of the jitter inject sources of their own.
 func newCache(fetch Fetcher, clk *testutil.Clock) *Cache {
-	return New(fetch, Options{Now: clk.Now})
+	return New(fetch, Options{Now: clk.Now, Rand: fixed(0)})
 }
+
+// fixed returns a random source that always gives u.
+func fixed(u float64) func() float64 { return func() float64 { return u } }
+
+// randSeq is a random source that gives its values in turn, then the last
+// one again and again. It is safe for concurrent use.
+type randSeq struct {
+	mu    sync.Mutex
+	us    []float64
+	calls int
+}
+
+func (r *randSeq) next() float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	u := r.us[min(r.calls, len(r.us)-1)]
+	r.calls++
+	return u
+}
+
+// belowOne is the largest float64 below 1, the largest value
+// math/rand/v2's Float64 returns.
+var belowOne = math.Nextafter(1, 0)
 
 func mustGet(t *testing.T, c *Cache) *Entry {
 	t.Helper()
@@ -94,7 +121,7 @@ func TestSchedule(t *testing.T) {
 			if tt.refreshOn != 0 {
 				refreshOn = f.Add(tt.refreshOn)
 			}
-			gotRefresh, gotUsable := Schedule(f, f.Add(tt.life), refreshOn, DefaultRefreshBefore)
+			gotRefresh, gotUsable := Schedule(f, f.Add(tt.life), refreshOn, DefaultRefreshBefore, 0)
 			if want := f.Add(tt.wantRefresh); !gotRefresh.Equal(want) {
 				t.Errorf("refresh point = f+%v; want f+%v", gotRefresh.Sub(f), tt.wantRefresh)
 			}
@@ -231,7 +258,7 @@ func TestFailedRefreshKeepsToken(t *testing.T) {
 	if _, errs := c.Stats(); errs != 1 {
 		t.Fatalf("fetch errors = %d; want 1", errs)
 	}
-	clk.Advance(999 * time.Millisecond)
+	clk.Advance(firstBackoff - time.Nanosecond)
 	for range 100 {
 		if e := mustGet(t, c); e.Token.Token != "tok-1" {
 			t.Fatalf("within the backoff: got %s; want tok-1", e.Token.Token)
@@ -241,7 +268,7 @@ func TestFailedRefreshKeepsToken(t *testing.T) {
 	if got := src.calls.Load(); got != 2 {
 		t.Fatalf("calls within the backoff = %d; want 2", got)
 	}
-	clk.Advance(time.Millisecond)
+	clk.Advance(time.Nanosecond)
 	failing.Store(false)
 	mustGet(t, c)
 	waitIdle(t, c)
@@ -254,8 +281,9 @@ func TestFailedRefreshKeepsToken(t *testing.T) {
 }
 
 // With no usable token and a failing credential, callers inside one backoff
-// period share one call; the backoff doubles from 1 s to 30 s and resets
-// after a success.
+// period share one call. The steps are 200 ms doubling to 30 s, each
+// shortened by the random source's u times half the step, and a success
+// starts them again.
 func TestBackoff(t *testing.T) {
 	clk := testutil.NewClock()
 	var failing atomic.Bool
@@ -266,7 +294,33 @@ func TestBackoff(t *testing.T) {
 		}
 		return credential.AccessToken{Token: "ok", ExpiresOn: clk.Now().Add(time.Hour)}, nil
 	}}
-	c := newCache(src.fetch, clk)
+	ms := time.Millisecond
+	steps := []struct {
+		step time.Duration
+		u    float64
+		want time.Duration // the wait: step - u*step/2, worked out by hand
+	}{
+		{200 * ms, 0, 200 * ms}, // the step itself
+		{400 * ms, 0.5, 300 * ms},
+		{800 * ms, 0.25, 700 * ms},
+		{1600 * ms, 0.75, 1000 * ms},
+		// u below 1 takes less than the whole half: u*1.6 s rounds to
+		// a nanosecond short of it.
+		{3200 * ms, belowOne, 1600*ms + time.Nanosecond},
+		{6400 * ms, 0.5, 4800 * ms},
+		{12800 * ms, 0.5, 9600 * ms},
+		{25600 * ms, 0.5, 19200 * ms},
+		{30 * time.Second, 0.5, 22500 * ms}, // 51.2 s, capped
+		{30 * time.Second, 0, 30 * time.Second},
+		{30 * time.Second, 0.125, 28125 * ms},
+	}
+	rs := &randSeq{}
+	for _, s := range steps {
+		rs.us = append(rs.us, s.u)
+	}
+	// The token after the recovery and the failure after it draw 0.25.
+	rs.us = append(rs.us, 0.25)
+	c := New(src.fetch, Options{Now: clk.Now, Rand: rs.next})
 
 	var wg sync.WaitGroup
 	errs := make([]error, 1000)
@@ -282,34 +336,38 @@ func TestBackoff(t *testing.T) {
 		if !errors.Is(err, errBoom) || !errors.As(err, &fe) {
 			t.Fatalf("err = %v; want a *FetchError wrapping the cause", err)
 		}
-		if !strings.Contains(err.Error(), "next try in") || !strings.Contains(err.Error(), errBoom.Error()) {
+		if !strings.Contains(err.Error(), "next try in 200ms") || !strings.Contains(err.Error(), errBoom.Error()) {
 			t.Fatalf("err = %q; want the cause and when the next try is", err)
 		}
 	}
 
-	wantBackoff := []time.Duration{1, 2, 4, 8, 16, 30, 30}
-	for i, want := range wantBackoff {
-		want *= time.Second
+	for i, s := range steps {
+		// The first Get is the 1000 callers' failure; each later one makes
+		// the next attempt, at the end of the wait before it.
 		_, err := c.Get(context.Background())
 		var fe *FetchError
-		if !errors.As(err, &fe) {
-			t.Fatalf("step %d: err = %v; want *FetchError", i, err)
+		if !errors.As(err, &fe) || fe.Failures != i+1 {
+			t.Fatalf("step %d: err = %v; want a *FetchError after %d failures", i+1, err, i+1)
 		}
-		if got := fe.NextTry.Sub(clk.Now()); got != want {
-			t.Fatalf("step %d: next try in %v; want %v", i, got, want)
+		got := fe.NextTry.Sub(clk.Now())
+		if got != s.want {
+			t.Fatalf("step %d (%v, u=%v): next try in %v; want %v", i+1, s.step, s.u, got, s.want)
 		}
-		if !strings.Contains(err.Error(), fmt.Sprintf("next try in %v", want)) {
-			t.Fatalf("step %d: err = %q; want it to say next try in %v", i, err, want)
+		if got < s.step/2 || got > s.step {
+			t.Fatalf("step %d: next try in %v; want within [%v, %v]", i+1, got, s.step/2, s.step)
+		}
+		if !strings.Contains(err.Error(), fmt.Sprintf("next try in %v", s.want.Round(time.Millisecond))) {
+			t.Fatalf("step %d: err = %q; want it to say next try in %v", i+1, err, s.want)
 		}
 		calls := src.calls.Load()
-		clk.Advance(want - time.Millisecond)
+		clk.Advance(s.want - time.Nanosecond)
 		if _, err := c.Get(context.Background()); !errors.Is(err, errBoom) {
-			t.Fatalf("step %d: within the backoff err = %v; want the last error", i, err)
+			t.Fatalf("step %d: within the backoff err = %v; want the last error", i+1, err)
 		}
 		if got := src.calls.Load(); got != calls {
-			t.Fatalf("step %d: calls within the backoff = %d; want %d", i, got, calls)
+			t.Fatalf("step %d: calls within the backoff = %d; want %d", i+1, got, calls)
 		}
-		clk.Advance(time.Millisecond) // the next step's Get makes the next attempt
+		clk.Advance(time.Nanosecond) // the next step's Get makes the next attempt
 	}
 
 	failing.Store(false)
@@ -320,8 +378,14 @@ func TestBackoff(t *testing.T) {
 	clk.Advance(time.Hour) // the token is now unusable
 	_, err := c.Get(context.Background())
 	var fe *FetchError
-	if !errors.As(err, &fe) || fe.NextTry.Sub(clk.Now()) != time.Second || fe.Failures != 1 {
-		t.Fatalf("after a success the backoff must restart at 1s: err = %v", err)
+	if !errors.As(err, &fe) || fe.Failures != 1 {
+		t.Fatalf("after a success: err = %v; want a first failure", err)
+	}
+	if got, want := fe.NextTry.Sub(clk.Now()), 175*ms; got != want {
+		t.Fatalf("after a success the backoff must restart at 200 ms: next try in %v (u=0.25); want %v", got, want)
+	}
+	if got, want := src.calls.Load(), int64(len(steps)+2); got != want {
+		t.Fatalf("calls = %d; want %d: one per step, the recovery, the failure after it", got, want)
 	}
 }
 
@@ -338,7 +402,7 @@ func TestCallerCancelEndsOnlyItsWait(t *testing.T) {
 	// Every Get without a token reads the clock once before it waits for
 	// the fetch, so the reads tell when the waiters have arrived.
 	var reads atomic.Int64
-	c := New(src.fetch, Options{Now: func() time.Time { reads.Add(1); return clk.Now() }})
+	c := New(src.fetch, Options{Now: func() time.Time { reads.Add(1); return clk.Now() }, Rand: fixed(0)})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -391,7 +455,7 @@ func TestFetchTimeout(t *testing.T) {
 		release.wait() // ignores ctx
 		return credential.AccessToken{Token: "late", ExpiresOn: clk.Now().Add(time.Hour)}, nil
 	}}
-	c := New(src.fetch, Options{Now: clk.Now, FetchTimeout: 20 * time.Millisecond})
+	c := New(src.fetch, Options{Now: clk.Now, FetchTimeout: 20 * time.Millisecond, Rand: fixed(0)})
 
 	_, err := c.Get(context.Background())
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "fetch timeout") {
@@ -528,7 +592,7 @@ func TestStuckCredentialIsNotCalledAgain(t *testing.T) {
 		}
 		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(time.Hour)}, nil
 	}}
-	c := New(src.fetch, Options{Now: clk.Now, FetchTimeout: 10 * time.Millisecond})
+	c := New(src.fetch, Options{Now: clk.Now, FetchTimeout: 10 * time.Millisecond, Rand: fixed(0)})
 	for range maxCalls {
 		if _, err := c.Get(context.Background()); !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("err = %v; want the fetch timeout", err)
@@ -570,9 +634,14 @@ func TestFailedRefreshRetriesWhenTokenRunsOut(t *testing.T) {
 	c := newCache(src.fetch, clk)
 	first := mustGet(t, c) // refresh at 1s, usable until 1.8s
 	failing.Store(true)
-	clk.Advance(1500 * time.Millisecond)
+	// The backoff of 200 ms would end at 1.9 s, after usable-until.
+	clk.Advance(1700 * time.Millisecond)
 	mustGet(t, c)
 	waitIdle(t, c)
+	var fe *FetchError
+	if !errors.As(c.backoffErr(clk.Now()), &fe) || !fe.NextTry.Equal(first.UsableUntil()) {
+		t.Fatalf("after the failed refresh: %v; want a backoff until usable-until %v", fe, first.UsableUntil())
+	}
 	failing.Store(false)
 	clk.Set(first.UsableUntil())
 	if e := mustGet(t, c); e.Token.Token != "tok-3" {
@@ -627,7 +696,7 @@ func TestLogEvents(t *testing.T) {
 		return credential.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: clk.Now().Add(time.Hour)}, nil
 	}}
 	logs, logger := testutil.NewLogs()
-	c := New(src.fetch, Options{Now: clk.Now, Logger: logger})
+	c := New(src.fetch, Options{Now: clk.Now, Logger: logger, Rand: fixed(0)})
 
 	first := mustGet(t, c)
 	clk.Set(first.RefreshAt())

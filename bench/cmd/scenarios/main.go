@@ -1,8 +1,10 @@
-// Command scenarios runs the rollover, 401 storm and identity provider
-// outage scenarios for proxyauth, x/oauth2 and azcore against the loopback
-// sandbox, one peer after the other, and prints Markdown tables.
+// Command scenarios runs the rollover, 401 storm, identity provider outage
+// and fleet scenarios for proxyauth, x/oauth2 and azcore against the
+// loopback sandbox, one peer after the other, and prints Markdown tables.
+// The fleet scenario also draws a figure (SVG) if -fleet-svg names a file.
 //
-//	go run ./bench/cmd/scenarios [-only rollover,storm,outage] [-lifetime 1s] [-lifetimes 10] [-margin 300ms]
+//	go run ./bench/cmd/scenarios [-only rollover,storm,outage,fleet] [-lifetime 1s] [-lifetimes 10] [-margin 300ms]
+//	go run ./bench/cmd/scenarios -only fleet [-processes 200] [-fleet-svg fleet.svg] [-fleet-retry-after 1s]
 package main
 
 import (
@@ -19,13 +21,17 @@ import (
 )
 
 func main() {
-	only := flag.String("only", "rollover,storm,outage", "scenarios to run, comma-separated")
+	only := flag.String("only", "rollover,storm,outage,fleet", "scenarios to run, comma-separated")
 	lifetime := flag.Duration("lifetime", bench.DefaultRollover.Lifetime, "rollover: token lifetime (whole seconds)")
 	lifetimes := flag.Int("lifetimes", bench.DefaultRollover.Lifetimes, "rollover: lifetimes to run for")
 	margin := flag.Duration("margin", bench.DefaultRollover.Margin, "rollover: early-refresh margin")
 	level := flag.Int("level", 3, "heading level of each scenario")
 	targets := flag.Bool("targets", true, "print proxyauth's scenario targets")
 	title := flag.String("title", "", "rollover: heading, instead of the default")
+	processes := flag.Int("processes", bench.DefaultFleet.Processes, "fleet: processes")
+	svg := flag.String("fleet-svg", "", "fleet: write the figure to this file")
+	svgLink := flag.String("fleet-svg-link", "", "fleet: the figure's path in the Markdown; empty: -fleet-svg")
+	retryAfter := flag.Duration("fleet-retry-after", 0, "fleet: if positive, run proxyauth once more with this Retry-After on the outage's 503s")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("scenarios: ")
@@ -66,6 +72,34 @@ func main() {
 		t.OutCfg = cfg
 		fmt.Fprint(w, bench.Title(*level, fmt.Sprintf("Identity provider outage: %d requests/s for %v", cfg.Rate, cfg.Duration)))
 		bench.WriteOutage(w, cfg, peers, rs)
+	}
+	if run["fleet"] {
+		cfg := bench.DefaultFleet
+		cfg.Processes = *processes
+		rs, _ := each(ctx, "fleet", peers, cfg, bench.Fleet)
+		if *retryAfter > 0 {
+			ra := cfg
+			ra.RetryAfter = *retryAfter
+			r, _ := each(ctx, "fleet with Retry-After", []bench.Peer{bench.ProxyAuth}, ra, bench.Fleet)
+			rs = append(rs, r...)
+		}
+		link := *svgLink
+		if *svg != "" {
+			f, err := os.Create(*svg)
+			check(err)
+			// The figure shows the three peers, each without Retry-After.
+			check(bench.WriteFleetFigure(f, cfg, rs[:len(peers)]))
+			check(f.Close())
+			if link == "" {
+				link = *svg
+			}
+		}
+		fmt.Fprint(w, bench.Title(*level, fmt.Sprintf("Fleet: %d processes, %g s tokens, the token endpoint down for %g s",
+			cfg.Processes, cfg.Lifetime.Seconds(), cfg.Outage.Seconds())))
+		bench.WriteFleet(w, cfg, peers, rs, link)
+		fmt.Fprint(w, bench.Title(*level+1, "Fleet criteria (proxyauth)"))
+		bench.WriteFleetCriteria(w, cfg, rs)
+		fmt.Fprintln(w)
 	}
 	if *targets {
 		fmt.Fprint(w, bench.Title(*level, "Scenario targets (proxyauth)"))
