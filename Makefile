@@ -49,7 +49,7 @@ lint:
 
 # Compares proxyauth with x/oauth2 and azcore (Go benchmarks, benchstat,
 # scenarios), measures what `proxyauth serve` adds to a request, and writes
-# BENCHMARKS.md: about 6½ minutes; LONG=1 adds a rollover with 35 s tokens
+# BENCHMARKS.md: about 7½ minutes; LONG=1 adds a rollover with 35 s tokens
 # (about 4 more).
 bench:
 	GO=$(GO) ./scripts/bench.sh
