@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/proxyauth/proxyauth/internal/sandbox"
 )
 
 // Markdown tables of the scenario results, as they go into BENCHMARKS.md.
@@ -134,23 +136,26 @@ func WriteTargets(w io.Writer, t Targets) {
 	}
 	if o := t.Outage; o != nil {
 		row(fmt.Sprintf("≤ 5 token requests in the %v outage", t.OutCfg.Duration), fmt.Sprintf("%d", o.TokenRequests), o.TokenRequests <= 5)
-		step := backoffStep(o.Refused)
+		// The endpoint's Retry-After sets a floor under every wait.
+		step := max(backoffStep(o.Refused), sandbox.DownRetryAfter)
 		bound := step + t.OutCfg.TokenLatency
 		measured := "no recovery"
 		if o.Recovered {
-			measured = fmt.Sprintf("%s; backoff step then %v (after %d failures), + %v for the fetch", seconds(o.Recovery), step, o.Refused, t.OutCfg.TokenLatency)
+			measured = fmt.Sprintf("%s; backoff step then %v (after %d failures, at least the endpoint's Retry-After of %v), + %v for the fetch",
+				seconds(o.Recovery), step, o.Refused, sandbox.DownRetryAfter, t.OutCfg.TokenLatency)
 		}
 		row("recovery within one backoff step", measured, o.Recovered && o.Recovery <= bound)
 	}
 }
 
-// backoffStep is proxyauth's backoff after n failed fetches in a row:
-// 1 s doubling to 30 s.
+// backoffStep is the longest of proxyauth's backoff after n failed
+// fetches in a row: 200 ms doubling to 30 s (each wait is jittered down to
+// half of it).
 func backoffStep(n int64) time.Duration {
 	if n < 1 {
 		return 0
 	}
-	return min(time.Second<<min(n-1, 5), 30*time.Second)
+	return min(200*time.Millisecond<<min(n-1, 8), 30*time.Second)
 }
 
 // TargetsHeader starts the targets table.

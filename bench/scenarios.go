@@ -204,7 +204,7 @@ type OutageResult struct {
 	TokenRequests int64         // token requests during the outage
 	// Refused is how many token requests were refused in all (in a row:
 	// no token was issued before); proxyauth's backoff step when it
-	// recovered is 1 s << (Refused-1).
+	// recovered is 200 ms << (Refused-1), at most 30 s.
 	Refused               int64
 	Recovered             bool
 	Recovery              time.Duration // from the endpoint's return to the end of the first successful request

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -100,8 +101,12 @@ func (s *TokenServer) Requests() int64 { return s.requests.Load() }
 // Issued returns how many tokens were issued.
 func (s *TokenServer) Issued() int64 { return s.issued.Load() }
 
-// SetDown makes every token request fail with status (503, say) until
-// SetDown(0).
+// DownRetryAfter is the Retry-After of the answers while the server is
+// down (SetDown).
+const DownRetryAfter = time.Second
+
+// SetDown makes every token request fail with status (503, say), with a
+// Retry-After of DownRetryAfter, until SetDown(0).
 func (s *TokenServer) SetDown(status int) { s.down.Store(int32(status)) }
 
 // SetFault makes h answer every token request, before any check, until
@@ -195,7 +200,7 @@ func (s *TokenServer) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if st := s.down.Load(); st != 0 {
-		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Retry-After", strconv.Itoa(int(DownRetryAfter/time.Second)))
 		refuse(int(st), "temporarily_unavailable", "the token service is down")
 		return
 	}
