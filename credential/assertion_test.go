@@ -674,3 +674,26 @@ func TestPrivateKeyJWTConcurrent(t *testing.T) {
 		t.Errorf("got %d distinct jtis and %d signatures; want %d of each", len(jtis), signer.calls, callers)
 	}
 }
+
+// A caller whose context has ended makes the signer do nothing: it may be a
+// remote KMS that charges, or throttles, per signature.
+func TestPrivateKeyNotUsedAfterContextEnds(t *testing.T) {
+	t.Parallel()
+	e := newTokenEndpoint(t, answer(200, nil, `{"access_token":"tok"}`))
+	key := hide(rsaKey())
+	o, err := credential.NewOAuth2(credential.OAuth2Config{ClientID: testClientID, TokenURL: testTokenURL, HTTPClient: e.client(), PrivateKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := o.GetToken(ctx, ""); !errors.Is(err, context.Canceled) {
+		t.Errorf("GetToken: got error %v; want context.Canceled", err)
+	}
+	key.mu.Lock()
+	calls := key.calls
+	key.mu.Unlock()
+	if calls != 0 || len(e.requests()) != 0 {
+		t.Errorf("after the context ended: %d signatures and %d requests; want none", calls, len(e.requests()))
+	}
+}

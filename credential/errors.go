@@ -129,7 +129,7 @@ func quoteIfOdd(s string) string {
 type requestError struct {
 	tokenURL   string // no user info, query or fragment
 	clientID   string
-	retryAfter string // already formatted; empty if none
+	retryAfter time.Duration // of the answer; 0 if none
 	err        error
 	secrets    *scrubber
 }
@@ -144,8 +144,13 @@ func (e *requestError) Error() string {
 	}
 	cause = strings.TrimPrefix(cause, "credential: ")
 	msg := fmt.Sprintf("credential: OAuth2 token request to %s for client_id %q: %s", e.tokenURL, e.clientID, cause)
-	if e.retryAfter != "" {
-		msg += "; Retry-After: " + e.retryAfter
+	if e.retryAfter > 0 {
+		// In the header's own unit, rounded up.
+		secs := int64(e.retryAfter / time.Second)
+		if e.retryAfter%time.Second != 0 {
+			secs++
+		}
+		msg += "; Retry-After: " + strconv.FormatInt(secs, 10) + "s"
 	}
 	return e.secrets.scrub(msg)
 }
@@ -161,23 +166,6 @@ func (e *assertionError) Error() string {
 }
 
 func (e *assertionError) Unwrap() error { return e.err }
-
-// retryAfter returns the Retry-After header as delay seconds ("30s") or an
-// HTTP date, or "" when it is absent or neither: nothing else of the header
-// reaches a message.
-func retryAfter(h http.Header) string {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return ""
-	}
-	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
-		return strconv.FormatUint(n, 10) + "s"
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return t.UTC().Format(http.TimeFormat)
-	}
-	return ""
-}
 
 // scrubber replaces the client secret, the forms in which a server could
 // echo it, and issued tokens with REDACTED.

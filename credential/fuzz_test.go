@@ -113,7 +113,7 @@ func FuzzParseTokenResponse(f *testing.F) {
 				h.Set(k, v)
 			}
 		}
-		tok, err := o.handleResponse(status, h, body, now)
+		tok, err := o.handle(status, h, body, now, o.secrets)
 
 		if err == nil {
 			if tok.Token == "" {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/proxyauth/proxyauth/internal/hosts"
 	"github.com/proxyauth/proxyauth/internal/redact"
+	"github.com/proxyauth/proxyauth/internal/retryafter"
 )
 
 // OAuth2Config configures an [OAuth2] credential: the RFC 6749 client
@@ -637,12 +638,10 @@ func retryWithParams(err error) bool {
 
 // form returns the grant's form fields, the client's own excluded.
 func (o *OAuth2) form(scope string) url.Values {
+	// NewOAuth2 refused reserved names in EndpointParams.
 	form := cloneValues(o.params)
 	if form == nil {
 		form = url.Values{}
-	}
-	for _, k := range reservedParams {
-		form.Del(k)
 	}
 	form.Set("grant_type", "client_credentials")
 	if s := strings.Join(strings.Fields(scope), " "); s != "" {
@@ -658,6 +657,10 @@ const maxBody = 1 << 20
 // (Header or Params); the other ways of client authentication ignore it.
 func (o *OAuth2) exchange(ctx context.Context, form url.Values, style AuthStyle) (AccessToken, error) {
 	sec := o.secrets
+	if err := ctx.Err(); err != nil {
+		// Nothing to sign for, nor to send: a signer may be a remote KMS.
+		return AccessToken{}, o.wrap(err, 0, sec)
+	}
 	switch o.auth {
 	case authSecret:
 		if style == AuthStyleParams {
@@ -671,7 +674,7 @@ func (o *OAuth2) exchange(ctx context.Context, form url.Values, style AuthStyle)
 			err = errors.New("credential: OAuth2Config.ClientAssertion returned an empty assertion")
 		}
 		if err != nil {
-			return AccessToken{}, o.wrap(&assertionError{err}, nil, sec)
+			return AccessToken{}, o.wrap(&assertionError{err}, 0, sec)
 		}
 		// Each assertion is new, so each request has its own scrubber.
 		sec = sec.withSecret(a)
@@ -685,7 +688,7 @@ func (o *OAuth2) exchange(ctx context.Context, form url.Values, style AuthStyle)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.tokenURL, strings.NewReader(form.Encode()))
 	if err != nil {
-		return AccessToken{}, o.wrap(err, nil, sec)
+		return AccessToken{}, o.wrap(err, 0, sec)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
@@ -695,41 +698,36 @@ func (o *OAuth2) exchange(ctx context.Context, form url.Values, style AuthStyle)
 	}
 	resp, err := o.client.Do(req)
 	if err != nil {
-		return AccessToken{}, o.wrap(err, nil, sec)
+		return AccessToken{}, o.wrap(err, 0, sec)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		return AccessToken{}, o.wrap(fmt.Errorf("reading the answer (%s): %w", resp.Status, err), nil, sec)
+		return AccessToken{}, o.wrap(fmt.Errorf("reading the answer (%s): %w", resp.Status, err), 0, sec)
 	}
 	// Round(0): expiry is a wall-clock fact; see AccessToken.ExpiresOn.
 	return o.handle(resp.StatusCode, resp.Header, body, time.Now().Round(0), sec)
 }
 
-// handleResponse turns an answer of the token endpoint into a token or an
-// error for GetToken, scrubbing the client secret. body is at most
-// maxBody+1 bytes; more means that the answer was cut.
-func (o *OAuth2) handleResponse(status int, header http.Header, body []byte, now time.Time) (AccessToken, error) {
-	return o.handle(status, header, body, now, o.secrets)
-}
-
-// handle is handleResponse with the scrubber of the request, which knows
-// its assertion.
+// handle turns an answer of the token endpoint, received at now, into a
+// token or an error for GetToken, scrubbed by sec (the client secret, and
+// the request's assertion). body is at most maxBody+1 bytes; more means
+// that the answer was cut.
 func (o *OAuth2) handle(status int, header http.Header, body []byte, now time.Time, sec *scrubber) (AccessToken, error) {
 	tok, err := parseTokenResponse(status, header, body, now, sec)
 	if err != nil {
-		return AccessToken{}, o.wrap(err, header, sec)
+		return AccessToken{}, o.wrap(err, retryafter.Delay(header, now), sec)
 	}
 	return tok, nil
 }
 
-// wrap adds the token URL and client ID to err, and Retry-After from header;
-// sec scrubs the message once more.
-func (o *OAuth2) wrap(err error, header http.Header, sec *scrubber) error {
+// wrap adds the token URL and client ID to err, and the answer's
+// Retry-After (0: none); sec scrubs the message once more.
+func (o *OAuth2) wrap(err error, retryAfter time.Duration, sec *scrubber) error {
 	return &requestError{
 		tokenURL:   o.displayURL,
 		clientID:   o.clientID,
-		retryAfter: retryAfter(header),
+		retryAfter: retryAfter,
 		err:        err,
 		secrets:    sec,
 	}

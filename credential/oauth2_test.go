@@ -307,7 +307,7 @@ func TestOAuth2Answers(t *testing.T) {
 			// The date counts from the answer's Date header.
 			handle: answer(503, map[string]string{"Retry-After": "Wed, 21 Oct 2037 07:28:00 GMT", "Date": "Wed, 21 Oct 2037 07:26:30 GMT", "Content-Type": jsonType}, `{"error":"temporarily_unavailable"}`),
 			want: want{oe: &credential.OAuth2Error{StatusCode: 503, Code: "temporarily_unavailable", RetryAfter: 90 * time.Second},
-				msg: []string{"503 Service Unavailable: temporarily_unavailable", "Retry-After: Wed, 21 Oct 2037 07:28:00 GMT"}},
+				msg: []string{"503 Service Unavailable: temporarily_unavailable", "Retry-After: 90s"}},
 		},
 		{
 			name:   "500 with an HTML page",

@@ -297,9 +297,13 @@ func (e *TokenEndpoint) respond(r *http.Request) (*http.Response, error) {
 	if r.URL.Path != "/oauth2/token" {
 		return oauthError(r, http.StatusNotFound, "invalid_request", "no such endpoint"), nil
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	if err != nil {
-		return nil, err
+	var body []byte
+	if r.Body != nil {
+		// httpmock hands a request made with a nil body through as it is.
+		var err error
+		if body, err = io.ReadAll(io.LimitReader(r.Body, 1<<20)); err != nil {
+			return nil, err
+		}
 	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil {

@@ -587,3 +587,24 @@ func TestIssuedTokenPrintsNoToken(t *testing.T) {
 		t.Errorf("String %s; want the scope and the auth style", it)
 	}
 }
+
+// A token request without a body is refused, not a crash of the test
+// binary: httpmock passes a nil body through to the responder.
+func TestTokenRequestWithoutBody(t *testing.T) {
+	fake := proxyauthtest.New(nil)
+	req, err := http.NewRequest(http.MethodPost, proxyauthtest.TokenURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := fake.Client().Do(req)
+	if err != nil {
+		t.Fatalf("POST without a body: %v; want an answer", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("POST without a body: status %d; want 400 or 401", resp.StatusCode)
+	}
+	if n := len(fake.IdP.Tokens()); n != 0 {
+		t.Errorf("tokens issued: %d; want 0", n)
+	}
+}

@@ -593,3 +593,21 @@ func TestStoreMax(t *testing.T) {
 		t.Fatalf("after concurrent calls with 1..%d: %d; want %d", n, got, n)
 	}
 }
+
+// A resend that fails comes back as an error alone, even from a base that
+// returns a response with its error: RoundTrip never returns both.
+func TestResendErrorComesAlone(t *testing.T) {
+	netErr := fmt.Errorf("connection reset by peer")
+	var sends atomic.Int64
+	base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if sends.Add(1) == 1 {
+			return testutil.Response(r, http.StatusUnauthorized, refusedBody), nil
+		}
+		return testutil.Response(r, http.StatusBadGateway, "half an answer"), netErr
+	})
+	tr := New(&testcred.Source{}, "s", &Options{Base: base})
+	resp, err := tr.RoundTrip(httpGet("https://llm.example.com/"))
+	if resp != nil || err != netErr || sends.Load() != 2 {
+		t.Fatalf("got %v, %v after %d sends; want no response and the resend's error after 2", resp, err, sends.Load())
+	}
+}

@@ -18,10 +18,13 @@
 // A caller whose own context ended gets its context's error instead
 // (errors.Is with [context.Canceled] or [context.DeadlineExceeded]), not a
 // FetchError: nothing failed but its wait, and the shared fetch it waited
-// for goes on for the other callers.
+// for goes on for the other callers. Since a fetch that ran out of
+// FetchTimeout wraps context.DeadlineExceeded too, match *FetchError first
+// to tell the two apart.
 //
-// The transport's own errors start with "transport: " and never hold a
-// token; an error of the base transport is returned as it is.
+// The messages of the errors RoundTrip, Token and AuthHeaders make start
+// with "transport: " and never hold a token; an error of the base
+// transport is returned as it is.
 package transport
 
 import (
@@ -65,9 +68,10 @@ type Options struct {
 
 	// FetchTimeout bounds one token fetch, whatever the credential does
 	// with its context. Zero means 30 seconds. A credential that ignores
-	// its context keeps running after the timeout and its token is still
-	// cached if it arrives; while two such calls have not returned, no
-	// third is started and callers get an error saying so.
+	// its context keeps running after the timeout; a token it still
+	// returns is cached if it outlives the cached one. While two such
+	// calls have not returned, no third is started and callers get an
+	// error saying so.
 	FetchTimeout time.Duration
 
 	// Logger receives token events at debug and warn level. Every record
@@ -324,8 +328,7 @@ func (t *Transport) retry(req *http.Request, resp *http.Response, used *tokencac
 		t.refuse(used, req.URL.Host)
 		return resp, nil
 	}
-	t.markRefused(used)
-	t.cache.Invalidate(used.Token.Token)
+	t.drop(used)
 	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
 		return resp, nil // a resend would send a partial or empty body
 	}
@@ -354,7 +357,10 @@ func (t *Transport) retry(req *http.Request, resp *http.Response, used *tokencac
 	}
 	resp, err = t.base.RoundTrip(withAuth(req, e.AuthorizationValues, body))
 	if err != nil {
-		return resp, err
+		if resp != nil && resp.Body != nil {
+			resp.Body.Close() // a base that broke the contract; net/http drops such a response too
+		}
+		return nil, err
 	}
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.accepted(e)
@@ -365,10 +371,17 @@ func (t *Transport) retry(req *http.Request, resp *http.Response, used *tokencac
 	} else {
 		// e was accepted before and has been revoked since: the next
 		// request gets a new token, as after any other 401.
-		t.markRefused(e)
-		t.cache.Invalidate(e.Token.Token)
+		t.drop(e)
 	}
 	return resp, nil
+}
+
+// drop invalidates e, which the server refused, so that the next request
+// gets a new token, and marks it refused, so that a token fetched after it
+// and refused before any acceptance starts a hold.
+func (t *Transport) drop(e *tokencache.Entry) {
+	t.markRefused(e)
+	t.cache.Invalidate(e.Token.Token)
 }
 
 // refusedNew reports whether e, which the server just refused, was

@@ -247,7 +247,9 @@ func waitErr(ctx context.Context) error {
 }
 
 func (c *Cache) refreshInBackground(now time.Time) {
-	if c.inBackoff(now) || !c.bgRunning.CompareAndSwap(false, true) {
+	// The load first: every request in the refresh window gets here, and
+	// a failed CompareAndSwap would still take the cache line for writing.
+	if c.inBackoff(now) || c.bgRunning.Load() || !c.bgRunning.CompareAndSwap(false, true) {
 		return
 	}
 	if c.log != nil {
@@ -282,9 +284,10 @@ func (c *Cache) backoffErr(now time.Time) error {
 	if !c.inBackoff(now) {
 		return nil
 	}
-	next := c.nextTry.Load()
+	// nextTry is written under mu with the rest: read together, they
+	// describe one failure.
 	c.mu.Lock()
-	cause, failures := c.lastErr, c.failures
+	next, cause, failures := c.nextTry.Load(), c.lastErr, c.failures
 	c.mu.Unlock()
 	if cause == nil {
 		return nil
@@ -395,6 +398,10 @@ func (c *Cache) storeLate(tok credential.AccessToken) {
 	}
 	if c.cur.CompareAndSwap(cur, e) {
 		c.clearFailures()
+		if c.log != nil {
+			c.log.Debug("transport: token fetched after its fetch timed out", "event", "token_fetched", "late", true,
+				"expires_on", tok.ExpiresOn, "refresh_at", e.refreshAt)
+		}
 	}
 }
 
