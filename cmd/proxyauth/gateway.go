@@ -85,6 +85,9 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case !g.hostAllowed(r.Host):
 		g.refuse(sw, r, "host", http.StatusMisdirectedRequest, fmt.Sprintf(
 			"proxyauth serve refuses the Host %q: only loopback names with port %s are served (a guard against DNS rebinding)", r.Host, g.port))
+	case crossSite(r):
+		g.refuse(sw, r, "cross_site", http.StatusForbidden,
+			"proxyauth serve refuses requests that a web page from another origin made through a browser")
 	case r.URL.Path == "/healthz":
 		sw.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		sw.Header().Set("Cache-Control", "no-store")
@@ -113,6 +116,25 @@ func (g *gateway) hostAllowed(host string) bool {
 		name, port = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"), "80"
 	}
 	return port == g.port && hosts.IsLoopback(name)
+}
+
+// crossSite reports whether r comes from a browser on behalf of a page of
+// another origin. Such a page can send a POST to a loopback address with
+// the listener's Host (a form, or fetch in no-cors mode): it cannot read the
+// answer, but the request would still go out with a token. Browsers mark
+// these requests with Sec-Fetch-Site or Origin; other clients send neither.
+// Unlike http.CrossOriginProtection, which lets safe methods through, every
+// method is refused: no page has any business with the listener.
+func crossSite(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "cross-site", "same-site":
+		return true
+	}
+	origin := r.Header.Values("Origin")
+	if len(origin) == 0 {
+		return false
+	}
+	return len(origin) > 1 || !strings.EqualFold(origin[0], "http://"+r.Host)
 }
 
 // keyOK reports whether r presents the local key, when one is required, as

@@ -79,6 +79,66 @@ func TestServeRefusesOpenProxyAndRebinding(t *testing.T) {
 	}
 }
 
+// TestServeRefusesBrowserPages checks that a request a browser sends for a
+// page of another origin is refused, whatever its method, even with the
+// listener's own Host: the page cannot read the answer, but the request
+// would go out with a token. Clients that are not browsers send neither
+// header, and a browser's own navigation to the listener is its origin.
+func TestServeRefusesBrowserPages(t *testing.T) {
+	idp := newIdP(t)
+	rec := newRecorder(t)
+	s := startServe(t, &command{}, sandboxEnv(idp), "--upstream", rec.URL)
+	host := "127.0.0.1:" + s.port
+	post := func(headers string) string {
+		return "POST /v1/chat/completions HTTP/1.1\r\nHost: " + host + "\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n" + headers + "\r\n{}"
+	}
+	refused := map[string]string{
+		"a form from another site":     post("Origin: https://attacker.example\r\nSec-Fetch-Site: cross-site\r\n"),
+		"Origin only":                  post("Origin: https://attacker.example\r\n"),
+		"Sec-Fetch-Site only":          post("Sec-Fetch-Site: cross-site\r\n"),
+		"another port of localhost":    post("Origin: http://127.0.0.1:1\r\nSec-Fetch-Site: same-site\r\n"),
+		"same-site, with our Origin":   post("Origin: http://" + host + "\r\nSec-Fetch-Site: same-site\r\n"),
+		"an opaque origin":             post("Origin: null\r\n"),
+		"https with our Host":          post("Origin: https://" + host + "\r\n"),
+		"two origins":                  post("Origin: http://" + host + "\r\nOrigin: https://attacker.example\r\n"),
+		"GET from another site":        "GET /v1/models HTTP/1.1\r\nHost: " + host + "\r\nSec-Fetch-Site: cross-site\r\n\r\n",
+		"metrics read by another site": "GET /metrics HTTP/1.1\r\nHost: " + host + "\r\nOrigin: https://attacker.example\r\n\r\n",
+	}
+	for name, request := range refused {
+		resp, body := s.raw(t, request)
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s: status %d; want 403", name, resp.StatusCode)
+		}
+		if code, msg := apiError(t, body); code != "proxyauth_refused" || !strings.Contains(msg, "another origin") {
+			t.Errorf("%s: error %q %q; want proxyauth_refused, saying why", name, code, msg)
+		}
+	}
+	if n := len(rec.requests()); n != 0 {
+		t.Errorf("the upstream got %d refused requests; want none", n)
+	}
+	if n := idp.Requests(); n != 0 {
+		t.Errorf("refused requests caused %d token requests; want none", n)
+	}
+
+	allowed := map[string]string{
+		"no browser":           post(""),
+		"its own origin":       post("Origin: http://" + host + "\r\nSec-Fetch-Site: same-origin\r\n"),
+		"its own origin, case": post("Origin: HTTP://" + host + "\r\n"),
+		"typed in the bar":     "GET /v1/models HTTP/1.1\r\nHost: " + host + "\r\nSec-Fetch-Site: none\r\n\r\n",
+	}
+	for name, request := range allowed {
+		if resp, _ := s.raw(t, request); resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: status %d; want 200", name, resp.StatusCode)
+		}
+	}
+	if n := len(rec.requests()); n != len(allowed) {
+		t.Errorf("the upstream got %d requests; want the %d allowed", n, len(allowed))
+	}
+	if got := scrape(t, s, nil)[`proxyauth_refused_requests_total{reason="cross_site"}`]; got != int64(len(refused)) {
+		t.Errorf("refused cross_site: metrics say %d; want %d", got, len(refused))
+	}
+}
+
 // TestServeExactListenAddress checks that with a listen address that is not
 // loopback, its exact host and port are accepted as Host, besides loopback
 // names, and a local key is required.
@@ -241,6 +301,7 @@ func TestServeMetrics(t *testing.T) {
 		`proxyauth_refused_requests_total{reason="connect"}`:       0,
 		`proxyauth_refused_requests_total{reason="absolute_form"}`: 0,
 		`proxyauth_refused_requests_total{reason="host"}`:          0,
+		`proxyauth_refused_requests_total{reason="cross_site"}`:    0,
 		`proxyauth_refused_requests_total{reason="local_key"}`:     0,
 		"proxyauth_in_flight_requests":                             0,
 	}

@@ -18,6 +18,7 @@ type metrics struct {
 	refusedConnect atomic.Int64
 	refusedAbs     atomic.Int64
 	refusedHost    atomic.Int64
+	refusedCross   atomic.Int64
 	refusedKey     atomic.Int64
 }
 
@@ -29,6 +30,8 @@ func (m *metrics) refused(reason string) {
 		m.refusedAbs.Add(1)
 	case "host":
 		m.refusedHost.Add(1)
+	case "cross_site":
+		m.refusedCross.Add(1)
 	case "local_key":
 		m.refusedKey.Add(1)
 	}
@@ -66,6 +69,7 @@ func (g *gateway) serveMetrics(w http.ResponseWriter) {
 		sample{"reason", "connect", m.refusedConnect.Load()},
 		sample{"reason", "absolute_form", m.refusedAbs.Load()},
 		sample{"reason", "host", m.refusedHost.Load()},
+		sample{"reason", "cross_site", m.refusedCross.Load()},
 		sample{"reason", "local_key", m.refusedKey.Load()})
 	family("proxyauth_in_flight_requests", "gauge", "Requests being forwarded now.", sample{n: m.inFlight.Load()})
 	io.WriteString(w, b.String())
