@@ -179,6 +179,10 @@ func (g *gateway) forward(w http.ResponseWriter, r *http.Request) {
 	g.proxy.ServeHTTP(w, out)
 }
 
+// initialBodyBuffer is what a body to replay is given before its bytes
+// arrive: a chat completion request fits.
+const initialBodyBuffer = 64 << 10
+
 var errBodyTimeout = errors.New("the body did not arrive in time")
 
 // replayable returns r with its body read into memory and GetBody set, if
@@ -193,9 +197,12 @@ func (g *gateway) replayable(rc *http.ResponseController, r *http.Request) (*htt
 	// lifted once the part to replay is in: the rest of a longer body
 	// streams for as long as it takes.
 	_ = rc.SetReadDeadline(time.Now().Add(g.bodyTimeout))
+	// The buffer grows with what arrives: a declared length costs nothing
+	// until the bytes come, so a client cannot make the gateway hold
+	// memory by announcing a body it never sends.
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + 1)
+		buf.Grow(int(min(r.ContentLength+1, initialBodyBuffer)))
 	}
 	_, err := buf.ReadFrom(io.LimitReader(r.Body, g.maxReplay+1))
 	if err != nil {
