@@ -117,7 +117,9 @@ func (c *command) parse(fs *flag.FlagSet, args []string, help string) error {
 		return errFlagParse
 	}
 	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q: every setting is a flag (run 'proxyauth %s --help')", fs.Arg(0), fs.Name())
+		// The argument itself is not repeated: it may be a secret that was
+		// meant for a flag.
+		return usagef("%s takes no arguments and got %d after its flags: every setting is a flag (run 'proxyauth %s --help')", fs.Name(), fs.NArg(), fs.Name())
 	}
 	return nil
 }
