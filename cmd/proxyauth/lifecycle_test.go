@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -105,27 +106,22 @@ func TestServeTimeouts(t *testing.T) {
 	// body timeout after the part read for replay: the rest streams on.
 	rec := newRecorder(t)
 	s2 := startServe(t, &command{timeouts: &to}, sandboxEnv(idp), "--upstream", rec.URL, "--max-replay-body", "16")
-	pr, pw := io.Pipe()
-	answers := make(chan error, 1)
-	go func() {
-		// Of unknown length: the gateway reads up to the limit to find
-		// out whether it can replay the body.
-		req, _ := http.NewRequest(http.MethodPost, s2.url+"/upload", pr)
-		resp, err := s2.client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				err = fmt.Errorf("status %d", resp.StatusCode)
-			}
-		}
-		answers <- err
-	}()
-	io.WriteString(pw, strings.Repeat("a", 32))
+	conn, err := net.Dial("tcp", s2.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(testutil.HangTimeout))
+	// The headers and the first chunk, longer than the limit, go in one
+	// write: the server has them together, so the timeouts for headers and
+	// for the part to replay cannot fire however slow this machine is.
+	// Of unknown length: the gateway reads up to the limit to find out
+	// whether it can replay the body.
+	io.WriteString(conn, "POST /upload HTTP/1.1\r\nHost: 127.0.0.1:"+s2.port+"\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n"+strings.Repeat("a", 32)+"\r\n")
 	time.Sleep(10 * to.body) // a lower bound, as above
-	io.WriteString(pw, strings.Repeat("b", 32))
-	pw.Close()
-	if err := testutil.Recv(t, answers, "the slow upload to be answered"); err != nil {
-		t.Errorf("a long body that paused: %v; want 200", err)
+	io.WriteString(conn, "20\r\n"+strings.Repeat("b", 32)+"\r\n0\r\n\r\n")
+	if resp, err := http.ReadResponse(bufio.NewReader(conn), nil); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("a long body that paused: %v, %v; want 200", resp, err)
 	}
 	if got := rec.requests(); len(got) != 1 || got[0].body != strings.Repeat("a", 32)+strings.Repeat("b", 32) {
 		t.Errorf("the upstream got %d requests %v; want the whole body once", len(got), got)
@@ -360,5 +356,39 @@ func TestServeLogs(t *testing.T) {
 				t.Errorf("refusal reasons %s; want local_key host", got)
 			}
 		})
+	}
+}
+
+// TestServerErrorLog checks that net/http's own messages become debug
+// records with an event, like every other line of a JSON log.
+func TestServerErrorLog(t *testing.T) {
+	var buf strings.Builder
+	logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv := newServer(http.NotFoundHandler(), logger, defaultTimeouts)
+	srv.ErrorLog.Print("http: panic serving 127.0.0.1:5555: boom")
+	recs := logRecords(t, buf.String())
+	if len(recs) != 1 || recs[0]["event"] != "http_server" || recs[0]["level"] != "DEBUG" ||
+		!strings.Contains(fmt.Sprint(recs[0]["msg"]), "panic serving") {
+		t.Errorf("the server's message was logged as %v; want one debug record with event http_server", recs)
+	}
+}
+
+// TestServeListenFails checks that an address the gateway cannot listen on
+// is a failure at run time (status 1) whose message names --listen and the
+// cause, before any token request.
+func TestServeListenFails(t *testing.T) {
+	idp := newIdP(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	addr := taken.Addr().String()
+	r := runCommand(t, sandboxEnv(idp), "serve", "--upstream", "http://127.0.0.1:9", "--listen", addr)
+	if r.code != exitFailure || !strings.Contains(r.stderr, "proxyauth serve: --listen "+addr+": ") || !strings.Contains(r.stderr, "address already in use") {
+		t.Errorf("status %d, stderr %q; want 1 and a message naming --listen %s and the cause", r.code, r.stderr, addr)
+	}
+	if n := idp.Requests(); n != 0 {
+		t.Errorf("the token endpoint got %d requests; want none", n)
 	}
 }

@@ -197,18 +197,10 @@ func newLogger(c *command, format, level string) (*slog.Logger, error) {
 func (c *command) listenAndServe(cfg serveConfig, tr *transport.Transport, to timeouts) error {
 	ln, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
-		return err
+		return fmt.Errorf("--listen %s: %w", cfg.listen, err)
 	}
 	g := newGateway(cfg, tr, ln.Addr(), to.body)
-	srv := &http.Server{
-		Handler:           g,
-		ReadHeaderTimeout: to.readHeader,
-		IdleTimeout:       to.idle,
-		// "OPTIONS *" goes to the handler, which refuses it with the rest
-		// of what is not a path on this server.
-		DisableGeneralOptionsHandler: true,
-		ErrorLog:                     slog.NewLogLogger(cfg.logger.Handler(), slog.LevelDebug),
-	}
+	srv := newServer(g, cfg.logger, to)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	cfg.logger.Info("proxyauth: listening", "event", "listening", "addr", ln.Addr().String(), "upstream", displayURL(cfg.upstream))
@@ -240,6 +232,21 @@ func (c *command) listenAndServe(cfg serveConfig, tr *transport.Transport, to ti
 	}
 	cfg.logger.Info("proxyauth: stopped", "event", "stopped")
 	return nil
+}
+
+// newServer is the HTTP server of `serve`. Its own messages (a panic in a
+// handler, accept errors) are log records like the rest, at debug level
+// and with an event, so that a JSON log stays one kind of line.
+func newServer(h http.Handler, logger *slog.Logger, to timeouts) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: to.readHeader,
+		IdleTimeout:       to.idle,
+		// "OPTIONS *" goes to the handler, which refuses it with the rest
+		// of what is not a path on this server.
+		DisableGeneralOptionsHandler: true,
+		ErrorLog:                     slog.NewLogLogger(logger.With("event", "http_server").Handler(), slog.LevelDebug),
+	}
 }
 
 // byteSize is a size flag: bytes, or a number with KiB, MiB or GiB.
