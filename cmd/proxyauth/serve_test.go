@@ -57,7 +57,8 @@ func (r *recorder) requests() []recorded {
 // TestServeForwards checks the header and URL rules: the path joined to
 // the upstream's, the query as the client sent it, the upstream's Host, the
 // token in place of the client's Authorization, and the client's api-key
-// and x-api-key gone, while other headers and the body pass.
+// and x-api-key gone, and Expect for a body already read, while other
+// headers and the body pass.
 func TestServeForwards(t *testing.T) {
 	idp := newIdP(t)
 	rec := newRecorder(t)
@@ -71,6 +72,7 @@ func TestServeForwards(t *testing.T) {
 		"X-Api-Key":     {"anthropic-client-key"},
 		"X-Custom":      {"kept"},
 		"Content-Type":  {"application/json"},
+		"Expect":        {"100-continue"},
 	}
 	resp, got := s.do(t, http.MethodPost, "/v1/chat/completions?"+query, h, body)
 	if resp.StatusCode != http.StatusOK || got != `{"ok":true}` {
@@ -100,6 +102,11 @@ func TestServeForwards(t *testing.T) {
 	}
 	if r.header.Get("X-Custom") != "kept" || r.header.Get("Content-Type") != "application/json" {
 		t.Errorf("upstream headers %v; want X-Custom and Content-Type kept", r.header)
+	}
+	// The gateway read the body for replay and so answered the client's
+	// Expect itself: the upstream gets the body at once.
+	if e := r.header.Values("Expect"); len(e) != 0 {
+		t.Errorf("upstream got Expect %q; want none for a body read for replay", e)
 	}
 
 	// A path with escapes and an upstream without a path.
