@@ -98,14 +98,11 @@ func (c *cmdTest) env(extra ...string) []string {
 // what to install.
 func requireTools(t *testing.T) (node, curl string) {
 	t.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatalf("the command's interop tests need Node.js 20.19 or newer on PATH: apt-get install nodejs npm (%v)", err)
-	}
+	node = requireNode(t)
 	if _, err := os.Stat(filepath.Join("node_modules", "openai", "package.json")); err != nil {
 		t.Fatalf("the npm package openai is not installed: run `cd interop && npm ci` (make test runs it): %v", err)
 	}
-	curl, err = exec.LookPath("curl")
+	curl, err := exec.LookPath("curl")
 	if err != nil {
 		t.Fatalf("the command's interop tests need curl on PATH: apt-get install -y curl (%v)", err)
 	}

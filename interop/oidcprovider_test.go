@@ -85,10 +85,7 @@ func (b *syncBuffer) String() string {
 // tests are part of `make test`, which installs the packages.
 func startOIDCProvider(t *testing.T, clients ...oidcClient) *oidcProvider {
 	t.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatalf("the oidc-provider interop test needs Node.js 20.19 or newer on PATH (apt-get install nodejs npm), then `cd interop && npm ci` (make test runs it): %v", err)
-	}
+	node := requireNode(t)
 	if _, err := os.Stat(filepath.Join("node_modules", "oidc-provider", "package.json")); err != nil {
 		t.Fatalf("the npm package oidc-provider is not installed: run `cd interop && npm ci` (make test runs it): %v", err)
 	}
