@@ -47,8 +47,9 @@ const (
 
 // lockedBuffer collects a process's output for the leak check.
 type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	name string // of the process, for the leak check's message
+	mu   sync.Mutex
+	b    bytes.Buffer
 }
 
 func (l *lockedBuffer) Write(p []byte) (int, error) {
@@ -76,12 +77,49 @@ type cmdTest struct {
 	outputs []*lockedBuffer // of every process, but token's stdout
 }
 
-func (c *cmdTest) output() *lockedBuffer {
+// secret is a value that no output may hold, and what to call it in a
+// failure's message instead of showing it.
+type secret struct{ name, value string }
+
+func (c *cmdTest) output(name string) *lockedBuffer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	b := &lockedBuffer{}
+	b := &lockedBuffer{name: name}
 	c.outputs = append(c.outputs, b)
 	return b
+}
+
+// checkLeaks fails the test if an output holds an issued token, the client
+// secret, a client key or the local key. It must run after every process
+// has exited, so that what they log while they shut down is read too.
+func (c *cmdTest) checkLeaks(t *testing.T) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	secrets := []secret{
+		{"the client secret", c.idp.ClientSecret()},
+		{"localKey", localKey},
+		{"openAIKey", openAIKey},
+		{"azureKey", azureKey},
+		{"curlKey", curlKey},
+	}
+	for i, tok := range c.idp.Tokens() {
+		secrets = append(secrets, secret{fmt.Sprintf("token %d of the identity provider", i+1), tok})
+	}
+	// The failure shows the output with every secret replaced by its name.
+	var pairs []string
+	for _, s := range secrets {
+		pairs = append(pairs, s.value, "<"+s.name+">")
+	}
+	redact := strings.NewReplacer(pairs...)
+	for _, out := range c.outputs {
+		s := out.String()
+		for _, secret := range secrets {
+			if strings.Contains(s, secret.value) {
+				t.Errorf("the output of %s holds %s:\n%s", redact.Replace(out.name), secret.name, redact.Replace(s))
+			}
+		}
+	}
 }
 
 // env is the environment of proxyauth: the sandbox's client, and nothing
@@ -204,7 +242,7 @@ func (c *cmdTest) serve(t *testing.T, env []string, args ...string) *gateway {
 	t.Helper()
 	cmd := exec.Command(c.bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--log-format", "json"}, args...)...)
 	cmd.Env = env
-	log := c.output()
+	log := c.output("proxyauth serve " + strings.Join(args, " "))
 	cmd.Stdout = log
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -269,7 +307,7 @@ func (c *cmdTest) startNode(t *testing.T, cfg map[string]string) *nodeClient {
 	t.Helper()
 	js, _ := json.Marshal(cfg)
 	cmd := exec.Command(c.node, filepath.Join("node", "openai-client.mjs"), string(js))
-	out := c.output()
+	out := c.output("node openai-client.mjs " + cfg["client"])
 	cmd.Stderr = out
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -380,9 +418,13 @@ func TestCommand(t *testing.T) {
 	node, curl := requireTools(t)
 	c := &cmdTest{bin: buildProxyauth(t), node: node, curl: curl, gate: &chunkGate{}}
 	c.idp = sandbox.NewTokenServer(sandbox.TokenServerConfig{ClientSecret: "interop-secret-not-to-show"})
-	defer c.idp.Close()
+	t.Cleanup(c.idp.Close)
 	c.llm = sandbox.NewProxy(c.idp, sandbox.ProxyConfig{StreamChunks: 4, BeforeChunk: c.gate.before})
-	defer c.llm.Close()
+	t.Cleanup(c.llm.Close)
+	// Registered before the first serve's cleanup, so that it runs after
+	// that serve has exited (cleanups run last first) and after the
+	// subtests' processes, which their own cleanups have stopped.
+	t.Cleanup(func() { c.checkLeaks(t) })
 
 	gw := c.serve(t, c.env(), "--upstream", c.llm.Root)
 	t.Run("OpenAI SDK", func(t *testing.T) { c.testSDK(t, gw, "openai") })
@@ -394,19 +436,6 @@ func TestCommand(t *testing.T) {
 	t.Run("refusals", func(t *testing.T) { c.testRefusals(t, gw) })
 	t.Run("local key", func(t *testing.T) { c.testLocalKey(t) })
 	t.Run("private_key_jwt and assertion file", func(t *testing.T) { c.testSecretless(t) })
-
-	// Every output but token's own: no token, no secret, no key.
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	secrets := append(c.idp.Tokens(), c.idp.ClientSecret(), localKey)
-	for _, out := range c.outputs {
-		s := out.String()
-		for _, secret := range secrets {
-			if strings.Contains(s, secret) {
-				t.Errorf("an output holds a token, the secret or the local key %q:\n%s", secret, s)
-			}
-		}
-	}
 }
 
 // testSDK drives one SDK client through the gateway: chat completions, with
@@ -548,7 +577,7 @@ func (c *cmdTest) curlRun(t *testing.T, args ...string) (string, int) {
 	maxTime := strconv.FormatFloat(testutil.HangTimeout.Seconds(), 'f', -1, 64)
 	cmd := exec.CommandContext(ctx, c.curl, append([]string{"-sS", "--max-time", maxTime}, args...)...)
 	var stdout bytes.Buffer
-	out := c.output()
+	out := c.output("curl " + args[len(args)-1]) // its URL: the headers may hold a key
 	cmd.Stdout = io.MultiWriter(&stdout, out)
 	cmd.Stderr = out
 	err := cmd.Run()
@@ -577,7 +606,7 @@ func (c *cmdTest) testCurl(t *testing.T, gw *gateway) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.curl, "-sS", "-N", "-H", "Content-Type: application/json", "-H", "Authorization: Bearer "+curlKey,
 		"-d", strings.Replace(body, `"messages"`, `"stream":true,"messages"`, 1), gw.url+"/v1/chat/completions")
-	log := c.output()
+	log := c.output("curl -N")
 	cmd.Stderr = log
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -630,7 +659,7 @@ func (c *cmdTest) testToken(t *testing.T) {
 		cmd := exec.Command(c.bin, "token", arg)
 		cmd.Env = c.env()
 		var stdout bytes.Buffer
-		stderr := c.output()
+		stderr := c.output("proxyauth token " + arg)
 		cmd.Stdout, cmd.Stderr = &stdout, stderr
 		if err := cmd.Run(); err != nil || stderr.String() != "" {
 			t.Fatalf("proxyauth token %s: %v\n%s", arg, err, stderr)
