@@ -13,6 +13,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
@@ -85,10 +86,7 @@ func (b *syncBuffer) String() string {
 // tests are part of `make test`, which installs the packages.
 func startOIDCProvider(t *testing.T, clients ...oidcClient) *oidcProvider {
 	t.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatalf("the oidc-provider interop test needs Node.js 20.19 or newer on PATH (apt-get install nodejs npm), then `cd interop && npm ci` (make test runs it): %v", err)
-	}
+	node := requireNode(t)
 	if _, err := os.Stat(filepath.Join("node_modules", "oidc-provider", "package.json")); err != nil {
 		t.Fatalf("the npm package oidc-provider is not installed: run `cd interop && npm ci` (make test runs it): %v", err)
 	}
@@ -299,9 +297,9 @@ func TestOIDCProvider(t *testing.T) {
 		// The platform (a kubelet, a CI runner) writes a new token to the
 		// file; here, before each token request, since the provider takes
 		// an assertion once only.
-		var rotations int
-		rotate := func() {
-			rotations++
+		// rotate runs on the credential's goroutine as well as the test's,
+		// so it returns its error for the token request to fail with.
+		rotate := func() error {
 			now := time.Now()
 			tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
 				"iss": "workload", "sub": "workload", "aud": p.tokenURL,
@@ -309,20 +307,25 @@ func TestOIDCProvider(t *testing.T) {
 			})
 			s, err := tok.SignedString(federated)
 			if err != nil {
-				t.Fatal(err)
+				return err
 			}
-			if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
-				t.Fatal(err)
-			}
+			return os.WriteFile(path, []byte(s+"\n"), 0o600)
 		}
-		rotate()
+		if err := rotate(); err != nil {
+			t.Fatal(err)
+		}
 		fromFile := credential.AssertionFromFile(path)
 		cred, err := credential.NewOAuth2(credential.OAuth2Config{
 			ClientID: "workload", TokenURL: p.tokenURL, HTTPClient: &http.Client{Transport: tokenHTTP},
 			ClientAssertion: func(ctx context.Context) (string, error) {
 				a, err := fromFile(ctx)
-				rotate() // for the next request
-				return a, err
+				if err != nil {
+					return "", err
+				}
+				if err := rotate(); err != nil {
+					return "", fmt.Errorf("writing the next assertion: %w", err)
+				}
+				return a, nil
 			},
 		})
 		if err != nil {
