@@ -707,8 +707,8 @@ func (c *cmdTest) testToken(t *testing.T) {
 }
 
 // testRefusals checks with curl that the gateway is no open proxy and
-// refuses a rebound host name, and that nothing refused reaches the
-// gateway behind it.
+// refuses a rebound host name and what a browser sends for a page of
+// another origin, and that nothing refused reaches the gateway behind it.
 func (c *cmdTest) testRefusals(t *testing.T, gw *gateway) {
 	before := c.llm.Requests()
 	_, port, _ := strings.Cut(gw.addr, ":")
@@ -731,6 +731,11 @@ func (c *cmdTest) testRefusals(t *testing.T, gw *gateway) {
 		// A name that resolves to loopback, as a rebound DNS name does.
 		{"rebound name", []string{"--resolve", "attacker.example:" + port + ":127.0.0.1", "http://attacker.example:" + port + "/v1/models"}, "421 000"},
 		{"Host header", []string{"-H", "Host: attacker.example:" + port, gw.url + "/v1/models"}, "421 000"},
+		// What a browser sends for a form on another site that posts to
+		// the gateway: the gateway's own Host, with the page's origin.
+		{"a web page's form", []string{"-H", "Origin: https://attacker.example", "-H", "Sec-Fetch-Site: cross-site",
+			"-H", "Content-Type: text/plain", "-d", `{"model":"gpt-4o-mini","messages":[]}`, gw.url + "/v1/chat/completions"}, "403 000"},
+		{"a web page's GET", []string{"-H", "Sec-Fetch-Site: same-site", gw.url + "/v1/models"}, "403 000"},
 		{"healthz", []string{gw.url + "/healthz"}, "200 000"},
 		{"localhost", []string{"http://localhost:" + port + "/v1/models"}, "200 000"},
 	} {
