@@ -33,6 +33,7 @@ import (
 
 	"github.com/proxyauth/proxyauth/credential"
 	"github.com/proxyauth/proxyauth/internal/testutil"
+	"github.com/proxyauth/proxyauth/internal/testutil/testkey"
 )
 
 const jwtBearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -140,15 +141,15 @@ type assertionCase struct {
 }
 
 func assertionCases(t *testing.T) []assertionCase {
-	rsaCert, ecCert := selfSigned(t, rsaKey()), selfSigned(t, ecKeys["P-384"]())
+	rsaCert, ecCert := testkey.SelfSigned(t, rsaKey()), testkey.SelfSigned(t, ecKeys["P-384"]())
 	return []assertionCase{
 		{name: "RSA", key: rsaKey(), pub: rsaKey().Public(), wantAlg: "RS256"},
 		{name: "RSA, RS256, kid", key: rsaKey(), pub: rsaKey().Public(), method: "RS256", wantAlg: "RS256", keyID: "key-2024"},
-		{name: "hidden RSA, PS256, kid, certificate", key: hide(rsaKey()), pub: rsaKey().Public(), method: "PS256", wantAlg: "PS256", keyID: "k1", cert: rsaCert},
-		{name: "hidden RSA, certificate, issuer audience", key: hide(rsaKey()), pub: rsaKey().Public(), wantAlg: "RS256", cert: rsaCert, audience: "https://idp.example"},
+		{name: "hidden RSA, PS256, kid, certificate", key: testkey.Hide(rsaKey()), pub: rsaKey().Public(), method: "PS256", wantAlg: "PS256", keyID: "k1", cert: rsaCert},
+		{name: "hidden RSA, certificate, issuer audience", key: testkey.Hide(rsaKey()), pub: rsaKey().Public(), wantAlg: "RS256", cert: rsaCert, audience: "https://idp.example"},
 		{name: "P-256", key: ecKeys["P-256"](), pub: ecKeys["P-256"]().Public(), wantAlg: "ES256"},
-		{name: "hidden P-256, kid", key: hide(ecKeys["P-256"]()), pub: ecKeys["P-256"]().Public(), wantAlg: "ES256", keyID: "ec"},
-		{name: "hidden P-384, ES384, certificate", key: hide(ecKeys["P-384"]()), pub: ecKeys["P-384"]().Public(), method: "ES384", wantAlg: "ES384", cert: ecCert},
+		{name: "hidden P-256, kid", key: testkey.Hide(ecKeys["P-256"]()), pub: ecKeys["P-256"]().Public(), wantAlg: "ES256", keyID: "ec"},
+		{name: "hidden P-384, ES384, certificate", key: testkey.Hide(ecKeys["P-384"]()), pub: ecKeys["P-384"]().Public(), method: "ES384", wantAlg: "ES384", cert: ecCert},
 		{name: "P-521", key: ecKeys["P-521"](), pub: ecKeys["P-521"]().Public(), wantAlg: "ES512", audience: "issuer-name"},
 	}
 }
@@ -247,7 +248,7 @@ func TestPrivateKeyJWT(t *testing.T) {
 			if a, b := reqs[0].form.Get("client_assertion"), reqs[1].form.Get("client_assertion"); a == b {
 				t.Error("two token requests carried the same assertion; want a new one for each")
 			}
-			if s, ok := tc.key.(*opaqueSigner); ok {
+			if s, ok := tc.key.(*testkey.Signer); ok {
 				checkSignerOpts(t, s, tc.wantAlg)
 			}
 		})
@@ -256,14 +257,13 @@ func TestPrivateKeyJWT(t *testing.T) {
 
 // checkSignerOpts checks what a crypto.Signer was asked: the hash of the
 // algorithm, and PSS with a salt as long as the hash for PS256.
-func checkSignerOpts(t *testing.T, s *opaqueSigner, alg string) {
+func checkSignerOpts(t *testing.T, s *testkey.Signer, alg string) {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.calls == 0 {
+	calls := s.Calls()
+	if len(calls) == 0 {
 		t.Error("the signer was never called")
 	}
-	for _, o := range s.opts {
+	for _, o := range calls {
 		pss, isPSS := o.(*rsa.PSSOptions)
 		switch {
 		case alg == "PS256" && (!isPSS || pss.SaltLength != rsa.PSSSaltLengthEqualsHash || pss.Hash != crypto.SHA256):
@@ -406,7 +406,7 @@ func TestPrivateKeySignerErrors(t *testing.T) {
 func TestMutualTLS(t *testing.T) {
 	t.Parallel()
 	clientKey := ecKeys["P-256"]()
-	clientCert := selfSigned(t, clientKey)
+	clientCert := testkey.SelfSigned(t, clientKey)
 	var (
 		mu         sync.Mutex
 		seenByTLS  []seenRequest
@@ -513,7 +513,7 @@ func TestAssertionScrubbed(t *testing.T) {
 	}
 	creds := map[string]credential.OAuth2Config{
 		"RSA key":        {PrivateKey: rsaKey()},
-		"P-521 key":      {PrivateKey: hide(ecKeys["P-521"]())},
+		"P-521 key":      {PrivateKey: testkey.Hide(ecKeys["P-521"]())},
 		"odd assertion":  {ClientAssertion: oddAssertion},
 		"assertion file": {ClientAssertion: credential.AssertionFromFile(writeTemp(t, "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJzYSJ9.c2lnbmF0dXJlLW9mLXRoZS1maWxl"))},
 	}
@@ -569,7 +569,7 @@ func TestPrivateKeyPrintsNoKey(t *testing.T) {
 	const assertion = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwcmludCJ9.never-printed-signature"
 	keyCfg := credential.OAuth2Config{
 		ClientID: testClientID, TokenURL: "https://idp.example/token?tenant=a",
-		PrivateKey: key, KeyID: "kid-1", Certificate: selfSigned(t, key), AssertionAudience: "https://idp.example", SigningMethod: "PS256",
+		PrivateKey: key, KeyID: "kid-1", Certificate: testkey.SelfSigned(t, key), AssertionAudience: "https://idp.example", SigningMethod: "PS256",
 	}
 	assertCfg := credential.OAuth2Config{
 		ClientID: testClientID, TokenURL: "https://idp.example/token",
@@ -641,26 +641,15 @@ func TestPrivateKeyJWTConcurrent(t *testing.T) {
 		arrived.Arrive()
 		return jsonResponse(200, fmt.Sprintf(`{"access_token":"tok-%d","expires_in":60}`, n))
 	})
-	signer := hide(ecKeys["P-256"]())
+	signer := testkey.Hide(ecKeys["P-256"]())
 	o, err := credential.NewOAuth2(credential.OAuth2Config{ClientID: testClientID, TokenURL: testTokenURL, HTTPClient: e.client(), PrivateKey: signer})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	errs := make(chan error, callers)
-	for range callers {
-		wg.Go(func() {
-			_, err := o.GetToken(context.Background(), "")
-			errs <- err
-		})
-	}
-	testutil.Wait(t, &wg, "the concurrent GetToken calls to return")
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Errorf("GetToken: got error %v; want none", err)
-		}
-	}
+	testutil.Concurrently(t, callers, "GetToken", func(int) error {
+		_, err := o.GetToken(context.Background(), "")
+		return err
+	})
 	arrived.Check(t, "token requests")
 	jtis := map[string]bool{}
 	for _, r := range e.requests() {
@@ -668,10 +657,8 @@ func TestPrivateKeyJWTConcurrent(t *testing.T) {
 		verifyJWS(t, j, ecKeys["P-256"]().Public())
 		jtis[j.claims["jti"].(string)] = true
 	}
-	signer.mu.Lock()
-	defer signer.mu.Unlock()
-	if len(jtis) != callers || signer.calls != callers {
-		t.Errorf("got %d distinct jtis and %d signatures; want %d of each", len(jtis), signer.calls, callers)
+	if signatures := len(signer.Calls()); len(jtis) != callers || signatures != callers {
+		t.Errorf("got %d distinct jtis and %d signatures; want %d of each", len(jtis), signatures, callers)
 	}
 }
 
@@ -680,7 +667,7 @@ func TestPrivateKeyJWTConcurrent(t *testing.T) {
 func TestPrivateKeyNotUsedAfterContextEnds(t *testing.T) {
 	t.Parallel()
 	e := newTokenEndpoint(t, answer(200, nil, `{"access_token":"tok"}`))
-	key := hide(rsaKey())
+	key := testkey.Hide(rsaKey())
 	o, err := credential.NewOAuth2(credential.OAuth2Config{ClientID: testClientID, TokenURL: testTokenURL, HTTPClient: e.client(), PrivateKey: key})
 	if err != nil {
 		t.Fatal(err)
@@ -690,9 +677,7 @@ func TestPrivateKeyNotUsedAfterContextEnds(t *testing.T) {
 	if _, err := o.GetToken(ctx, ""); !errors.Is(err, context.Canceled) {
 		t.Errorf("GetToken: got error %v; want context.Canceled", err)
 	}
-	key.mu.Lock()
-	calls := key.calls
-	key.mu.Unlock()
+	calls := len(key.Calls())
 	if calls != 0 || len(e.requests()) != 0 {
 		t.Errorf("after the context ended: %d signatures and %d requests; want none", calls, len(e.requests()))
 	}

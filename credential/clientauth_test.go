@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/proxyauth/proxyauth/credential"
+	"github.com/proxyauth/proxyauth/internal/testutil/testkey"
 )
 
 // TestNewOAuth2ValidatesClientAuth covers the rules of client
@@ -19,7 +20,7 @@ import (
 func TestNewOAuth2ValidatesClientAuth(t *testing.T) {
 	t.Parallel()
 	assertion := func(context.Context) (string, error) { return "a.b.c", nil }
-	rsaCert := selfSigned(t, rsaKey())
+	rsaCert := testkey.SelfSigned(t, rsaKey())
 	const tokenURL = "https://idp.example/oauth2/token"
 	withKey := func(k crypto.Signer, change ...func(*credential.OAuth2Config)) credential.OAuth2Config {
 		c := credential.OAuth2Config{ClientID: "id", TokenURL: tokenURL, PrivateKey: k}
@@ -34,11 +35,11 @@ func TestNewOAuth2ValidatesClientAuth(t *testing.T) {
 		wantErr []string // substrings; none for no error
 	}{
 		{"RSA key", withKey(rsaKey()), nil},
-		{"RSA key hidden in a signer", withKey(hide(rsaKey())), nil},
+		{"RSA key hidden in a signer", withKey(testkey.Hide(rsaKey())), nil},
 		{"RSA key, PS256", withKey(rsaKey(), func(c *credential.OAuth2Config) { c.SigningMethod = "PS256" }), nil},
 		{"RSA key, RS256", withKey(rsaKey(), func(c *credential.OAuth2Config) { c.SigningMethod = "RS256" }), nil},
 		{"P-256 key", withKey(ecKeys["P-256"]()), nil},
-		{"P-384 key hidden, ES384", withKey(hide(ecKeys["P-384"]()), func(c *credential.OAuth2Config) { c.SigningMethod = "ES384" }), nil},
+		{"P-384 key hidden, ES384", withKey(testkey.Hide(ecKeys["P-384"]()), func(c *credential.OAuth2Config) { c.SigningMethod = "ES384" }), nil},
 		{"P-521 key, ES512", withKey(ecKeys["P-521"](), func(c *credential.OAuth2Config) { c.SigningMethod = "ES512" }), nil},
 		{"key with every key-only field", withKey(rsaKey(), func(c *credential.OAuth2Config) {
 			c.KeyID, c.Certificate, c.AssertionAudience, c.SigningMethod = "k1", rsaCert, "https://idp.example", "PS256"
@@ -75,10 +76,10 @@ func TestNewOAuth2ValidatesClientAuth(t *testing.T) {
 			[]string{"OAuth2Config.AuthStyle Header applies to ClientSecret only", "TLS client certificate"}},
 
 		{"RSA key of 1024 bits", withKey(rsaKey1024()), []string{"OAuth2Config.PrivateKey is an RSA key of 1024 bits; want 2048 or more"}},
-		{"hidden RSA key of 1024 bits", withKey(hide(rsaKey1024())), []string{"OAuth2Config.PrivateKey is an RSA key of 1024 bits"}},
+		{"hidden RSA key of 1024 bits", withKey(testkey.Hide(rsaKey1024())), []string{"OAuth2Config.PrivateKey is an RSA key of 1024 bits"}},
 		{"P-224 key", withKey(ecKeys["P-224"]()), []string{"OAuth2Config.PrivateKey is an ECDSA key on P-224; want P-256, P-384 or P-521"}},
 		{"Ed25519 key", withKey(edKey()), []string{"OAuth2Config.PrivateKey has a public key of type ed25519.PublicKey; want RSA"}},
-		{"signer without a public key", withKey(&opaqueSigner{}), []string{"OAuth2Config.PrivateKey has a public key of type <nil>"}},
+		{"signer without a public key", withKey(noPublicKey{}), []string{"OAuth2Config.PrivateKey has a public key of type <nil>"}},
 		{"nil *rsa.PrivateKey", withKey(nilRSAKey()), []string{"OAuth2Config.PrivateKey's Public method panicked"}},
 
 		{"unknown SigningMethod", withKey(rsaKey(), func(c *credential.OAuth2Config) { c.SigningMethod = "HS256" }),
@@ -89,7 +90,7 @@ func TestNewOAuth2ValidatesClientAuth(t *testing.T) {
 			[]string{"OAuth2Config.SigningMethod ES256 does not fit PrivateKey, an RSA key of 2048 bits; want RS256 or PS256"}},
 		{"RS256 with an ECDSA key", withKey(ecKeys["P-256"](), func(c *credential.OAuth2Config) { c.SigningMethod = "RS256" }),
 			[]string{"OAuth2Config.SigningMethod RS256 does not fit PrivateKey, an ECDSA key on P-256; want ES256"}},
-		{"ES384 with a P-256 key", withKey(hide(ecKeys["P-256"]()), func(c *credential.OAuth2Config) { c.SigningMethod = "ES384" }),
+		{"ES384 with a P-256 key", withKey(testkey.Hide(ecKeys["P-256"]()), func(c *credential.OAuth2Config) { c.SigningMethod = "ES384" }),
 			[]string{"OAuth2Config.SigningMethod ES384 does not fit PrivateKey, an ECDSA key on P-256; want ES256"}},
 
 		{"Certificate of another key", withKey(rsaKey2(), func(c *credential.OAuth2Config) { c.Certificate = rsaCert }),
@@ -134,3 +135,8 @@ func nilRSAKey() crypto.Signer {
 	var k *rsa.PrivateKey
 	return k
 }
+
+// noPublicKey is a signer that has lost its public key.
+type noPublicKey struct{ crypto.Signer }
+
+func (noPublicKey) Public() crypto.PublicKey { return nil }

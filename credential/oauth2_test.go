@@ -861,24 +861,13 @@ func TestOAuth2Concurrent(t *testing.T) {
 		return jsonResponse(200, fmt.Sprintf(`{"access_token":"tok-%d","expires_in":60}`, n))
 	})
 	o := newTestOAuth2(t, e, credential.AuthStyleAuto, nil)
-	var wg sync.WaitGroup
-	errs := make(chan error, callers)
-	for range callers {
-		wg.Go(func() {
-			tok, err := o.GetToken(context.Background(), "s")
-			if err == nil && !strings.HasPrefix(tok.Token, "tok-") {
-				err = fmt.Errorf("got token %q; want one of the endpoint's", tok.Token)
-			}
-			errs <- err
-		})
-	}
-	testutil.Wait(t, &wg, "the concurrent GetToken calls to return")
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Errorf("GetToken: got error %v; want none", err)
+	testutil.Concurrently(t, callers, "GetToken", func(int) error {
+		tok, err := o.GetToken(context.Background(), "s")
+		if err == nil && !strings.HasPrefix(tok.Token, "tok-") {
+			err = fmt.Errorf("got token %q; want one of the endpoint's", tok.Token)
 		}
-	}
+		return err
+	})
 	probes.Check(t, "Basic probes")
 	basic, form := 0, 0
 	for _, r := range e.requests() {

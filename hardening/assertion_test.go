@@ -4,8 +4,6 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"io"
 	"math/big"
@@ -150,25 +148,6 @@ func signAssertion(t *testing.T, key crypto.Signer, clientID, aud string) string
 		t.Fatal(err)
 	}
 	return s
-}
-
-// hiddenSigner hides the concrete type of a key, as the signer of a key in
-// a KMS does.
-type hiddenSigner struct{ k crypto.Signer }
-
-func (h hiddenSigner) Public() crypto.PublicKey { return h.k.Public() }
-func (h hiddenSigner) Sign(r io.Reader, d []byte, o crypto.SignerOpts) ([]byte, error) {
-	return h.k.Sign(r, d, o)
-}
-
-func selfSigned(t *testing.T, key crypto.Signer) *x509.Certificate {
-	t.Helper()
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "leak-client"}, NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return must(x509.ParseCertificate(der))
 }
 
 // ecKeyD returns the private scalar of key.

@@ -1,7 +1,6 @@
 package hardening_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -25,7 +24,6 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -39,6 +37,7 @@ import (
 	"github.com/proxyauth/proxyauth/internal/sandbox"
 	"github.com/proxyauth/proxyauth/internal/testutil"
 	"github.com/proxyauth/proxyauth/internal/testutil/aztest"
+	"github.com/proxyauth/proxyauth/internal/testutil/testkey"
 	"github.com/proxyauth/proxyauth/transport"
 )
 
@@ -46,20 +45,7 @@ import (
 // system: logs at debug level, errors in every form, printed values and
 // recovered panics.
 type audit struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (a *audit) Write(p []byte) (int, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.buf.Write(p)
-}
-
-func (a *audit) String() string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.buf.String()
+	testutil.Buffer
 }
 
 // logger logs at debug level as text and as JSON into the audit, and
@@ -429,7 +415,7 @@ func TestNoSecretLeaks(t *testing.T) {
 		cfg  credential.OAuth2Config
 	}{
 		{"RSA key", credential.OAuth2Config{PrivateKey: rsaKey, KeyID: "rsa-1"}},
-		{"hidden ECDSA key, certificate", credential.OAuth2Config{PrivateKey: hiddenSigner{ecKey}, Certificate: selfSigned(t, ecKey), AssertionAudience: assertions.URL}},
+		{"hidden ECDSA key, certificate", credential.OAuth2Config{PrivateKey: testkey.Hide(ecKey), Certificate: testkey.SelfSigned(t, ecKey), AssertionAudience: assertions.URL}},
 		{"ClientAssertion", credential.OAuth2Config{ClientAssertion: func(context.Context) (string, error) {
 			return signAssertion(t, workloadKey, clientID, assertions.URL), nil
 		}}},
@@ -632,7 +618,7 @@ func TestNoSecretLeaks(t *testing.T) {
 			t.Errorf("a %v record %q has no event attribute", r.Level, r.Message)
 		}
 	}
-	for _, want := range []string{"REDACTED", "ClientSecretCredential", "panic in a nil request", "PrivateKey:*rsa.PrivateKey", "ClientAssertion:set", "hardening_test.hiddenSigner"} {
+	for _, want := range []string{"REDACTED", "ClientSecretCredential", "panic in a nil request", "PrivateKey:*rsa.PrivateKey", "ClientAssertion:set", "PrivateKey:*testkey.Signer"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the audit never saw %q", want)
 		}

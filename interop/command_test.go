@@ -52,20 +52,7 @@ const (
 // lockedBuffer collects a process's output for the leak check.
 type lockedBuffer struct {
 	name string // of the process, for the leak check's message
-	mu   sync.Mutex
-	b    bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	testutil.Buffer
 }
 
 // cmdTest is the state shared by the subtests of TestCommand.

@@ -8,13 +8,10 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"net/http"
 	"os"
@@ -29,6 +26,7 @@ import (
 
 	"github.com/proxyauth/proxyauth/credential"
 	"github.com/proxyauth/proxyauth/internal/testutil"
+	"github.com/proxyauth/proxyauth/internal/testutil/testkey"
 	"github.com/proxyauth/proxyauth/transport"
 )
 
@@ -178,20 +176,6 @@ func jwk(t *testing.T, pub crypto.PublicKey, kid string) map[string]any {
 	return k
 }
 
-// opaqueSigner hides the concrete type of a key, as the signer of a key in
-// an HSM, a KMS or a TPM does.
-type opaqueSigner struct {
-	pub  crypto.PublicKey
-	sign func(io.Reader, []byte, crypto.SignerOpts) ([]byte, error)
-}
-
-func (s opaqueSigner) Public() crypto.PublicKey { return s.pub }
-func (s opaqueSigner) Sign(r io.Reader, d []byte, o crypto.SignerOpts) ([]byte, error) {
-	return s.sign(r, d, o)
-}
-
-func hide(k crypto.Signer) crypto.Signer { return opaqueSigner{pub: k.Public(), sign: k.Sign} }
-
 func mustKey[K crypto.Signer](k K, err error) K {
 	if err != nil {
 		panic(err)
@@ -271,9 +255,9 @@ func TestOIDCProvider(t *testing.T) {
 		cert     bool
 	}{
 		{name: "RSA, RS256, kid", client: "rsa-client", key: rsaKey, kid: "rsa-2025"},
-		{name: "hidden RSA, PS256, kid, certificate, issuer audience", client: "rsa-client", key: hide(rsaKey), kid: "rsa-2025", method: "PS256", audience: p.issuer, cert: true},
+		{name: "hidden RSA, PS256, kid, certificate, issuer audience", client: "rsa-client", key: testkey.Hide(rsaKey), kid: "rsa-2025", method: "PS256", audience: p.issuer, cert: true},
 		{name: "ECDSA P-256", client: "ec-client", key: p256},
-		{name: "hidden ECDSA P-384, kid", client: "ec384-client", key: hide(p384), kid: "ec384"},
+		{name: "hidden ECDSA P-384, kid", client: "ec384-client", key: testkey.Hide(p384), kid: "ec384"},
 	}
 	for _, tc := range keyCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -282,7 +266,7 @@ func TestOIDCProvider(t *testing.T) {
 				PrivateKey: tc.key, KeyID: tc.kid, SigningMethod: tc.method, AssertionAudience: tc.audience,
 			}
 			if tc.cert {
-				cfg.Certificate = selfSigned(t, tc.key)
+				cfg.Certificate = testkey.SelfSigned(t, tc.key)
 			}
 			cred, err := credential.NewOAuth2(cfg)
 			if err != nil {
@@ -411,20 +395,4 @@ func checkInvalidClient(t *testing.T, err error) {
 	if oe.Code != "invalid_client" || oe.StatusCode != http.StatusUnauthorized {
 		t.Errorf("got %d %q (%s); want 401 invalid_client", oe.StatusCode, oe.Code, oe.Description)
 	}
-}
-
-// selfSigned returns a self-signed certificate for key, for the x5t
-// headers; the provider knows the key by its JWK.
-func selfSigned(t *testing.T, key crypto.Signer) *x509.Certificate {
-	t.Helper()
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "rsa-client"}, NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
 }

@@ -204,13 +204,13 @@ func TestServeSIGTERMDrains(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stdout syncBuffer
+	var stdout testutil.Buffer
 	cmd.Stdout = &stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
-	var log syncBuffer
+	var log testutil.Buffer
 	records := make(chan map[string]any, 100)
 	go func() {
 		sc := bufio.NewScanner(stderr)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -67,24 +66,6 @@ func newLLM(t *testing.T, idp *sandbox.TokenServer, cfg sandbox.ProxyConfig) *sa
 	return p
 }
 
-// syncBuffer is a bytes.Buffer that a running command and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // result is what a finished command printed and returned.
 type result struct {
 	code           int
@@ -99,7 +80,7 @@ func runCommand(t *testing.T, env map[string]string, args ...string) result {
 
 func runWith(t *testing.T, c *command, env map[string]string, args ...string) result {
 	t.Helper()
-	var out, errOut syncBuffer
+	var out, errOut testutil.Buffer
 	c.stdout, c.stderr = &out, &errOut
 	c.getenv = func(k string) string { return env[k] }
 	if c.signals == nil {
@@ -118,7 +99,7 @@ type server struct {
 	port   string
 	sig    chan os.Signal
 	done   chan int
-	stderr *syncBuffer
+	stderr *testutil.Buffer
 	client *http.Client
 	exited *int
 }
@@ -130,7 +111,7 @@ func startServe(t *testing.T, c *command, env map[string]string, args ...string)
 	if !strings.Contains(strings.Join(args, " "), "--listen") {
 		args = append(args, "--listen", "127.0.0.1:0")
 	}
-	s := &server{sig: make(chan os.Signal, 2), done: make(chan int, 1), stderr: &syncBuffer{}}
+	s := &server{sig: make(chan os.Signal, 2), done: make(chan int, 1), stderr: &testutil.Buffer{}}
 	ready := make(chan net.Addr, 1)
 	c.stdout, c.stderr = io.Discard, s.stderr
 	c.getenv = func(k string) string { return env[k] }

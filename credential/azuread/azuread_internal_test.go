@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -180,22 +179,11 @@ func TestAzureADLazyDefaultOnce(t *testing.T) {
 			return azcore.AccessToken{Token: fmt.Sprint("tok-", n), ExpiresOn: time.Now().Add(time.Hour)}, nil
 		}), nil
 	})
-	var wg sync.WaitGroup
-	errs := make(chan error, callers)
-	for range callers {
-		wg.Go(func() {
-			entered.Add(1)
-			_, err := a.GetToken(context.Background(), "https://x/.default")
-			errs <- err
-		})
-	}
-	testutil.Wait(t, &wg, "the concurrent GetToken calls to return")
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Errorf("GetToken: got error %v; want none", err)
-		}
-	}
+	testutil.Concurrently(t, callers, "GetToken", func(int) error {
+		entered.Add(1)
+		_, err := a.GetToken(context.Background(), "https://x/.default")
+		return err
+	})
 	inside.Check(t, "GetToken calls of the created credential")
 	if got := created.Load(); got != 1 {
 		t.Errorf("default credentials created: got %d; want 1", got)

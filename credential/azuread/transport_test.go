@@ -85,35 +85,26 @@ func TestAzureADThroughTransportOneTokenRequestPerRefresh(t *testing.T) {
 	// first one and two refreshes. The deadline only guards against a hang.
 	ctx, cancel := context.WithTimeout(context.Background(), testutil.HangTimeout)
 	defer cancel()
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for range workers {
-		wg.Go(func() {
-			for {
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, apiURL, nil)
-				resp, err := client.Do(req)
-				if err != nil {
-					if ctx.Err() == nil {
-						errs <- err
-					}
-					return
+	testutil.Concurrently(t, workers, "worker", func(int) error {
+		for {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, apiURL, nil)
+			resp, err := client.Do(req)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil // the hang guard below reports it
 				}
-				resp.Body.Close()
-				if distinct() >= wantTokens || ctx.Err() != nil {
-					return
-				}
-				// Refreshes come by the clock, not by the number of
-				// requests: a pause keeps the workers from taking the
-				// CPU from tests that run alongside.
-				time.Sleep(5 * time.Millisecond)
+				return err
 			}
-		})
-	}
-	testutil.Wait(t, &wg, "the workers to stop")
-	close(errs)
-	for err := range errs {
-		t.Errorf("request: got error %v; want none", err)
-	}
+			resp.Body.Close()
+			if distinct() >= wantTokens || ctx.Err() != nil {
+				return nil
+			}
+			// Refreshes come by the clock, not by the number of
+			// requests: a pause keeps the workers from taking the CPU
+			// from tests that run alongside.
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
 	first.Check(t, "first requests of the workers")
 	if ctx.Err() != nil {
 		t.Fatalf("the API saw %d tokens within %v; want %d", distinct(), testutil.HangTimeout, wantTokens)

@@ -1,9 +1,11 @@
 // Package testutil supports the tests of proxyauth: a fake clock, bounded
-// waits that fail with a message instead of hanging, a slog handler that
-// records what was logged, a barrier, and a fake base transport.
+// waits that fail with a message instead of hanging, goroutines run at once,
+// a shared output buffer, a slog handler that records what was logged, a
+// barrier, and a fake base transport.
 package testutil
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -94,6 +96,45 @@ func Wait(t testing.TB, wg *sync.WaitGroup, what string) {
 		close(done)
 	}()
 	Recv(t, done, what)
+}
+
+// Concurrently runs f in n goroutines at once, with each one's index, and
+// waits for all of them, failing the test if they have not all returned
+// within HangTimeout. The errors f returns are reported here, on the test's
+// goroutine, where a test may fail.
+func Concurrently(t testing.TB, n int, what string, f func(i int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() { errs[i] = f(i) })
+	}
+	Wait(t, &wg, what+" to return")
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("%s %d of %d: %v", what, i, n, err)
+		}
+	}
+}
+
+// Buffer is a bytes.Buffer that a running program writes to while a test
+// reads it: its logs or its output.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String returns everything written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // Record is one log record: its level, message and attributes, with
