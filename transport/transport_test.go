@@ -60,6 +60,15 @@ func (u *upstream) sends() []sent {
 	return append([]sent(nil), u.sent...)
 }
 
+// tokens returns the tokens the sends carried, in order, as "[tok-1 tok-2]".
+func (u *upstream) tokens() string {
+	var toks []string
+	for _, s := range u.sends() {
+		toks = append(toks, strings.TrimPrefix(s.auth, "Bearer "))
+	}
+	return fmt.Sprint(toks)
+}
+
 func (u *upstream) rejectToken(tok string) {
 	u.mu.Lock()
 	if u.reject == nil {
@@ -162,13 +171,8 @@ func TestRefreshWindowThroughTransport(t *testing.T) {
 	})
 	get(t, tr, "https://llm.example.com/")
 
-	var auths []string
-	for _, s := range up.sends() {
-		auths = append(auths, s.auth)
-	}
-	want := []string{"Bearer tok-1", "Bearer tok-1", "Bearer tok-1", "Bearer tok-2"}
-	if fmt.Sprint(auths) != fmt.Sprint(want) {
-		t.Fatalf("tokens sent = %q; want %q", auths, want)
+	if got, want := up.tokens(), "[tok-1 tok-1 tok-1 tok-2]"; got != want {
+		t.Fatalf("tokens sent %s; want %s", got, want)
 	}
 	if n := calls.Load(); n != 2 {
 		t.Fatalf("credential calls = %d; want 2", n)
