@@ -169,33 +169,40 @@ func docSkipDir(name string) bool {
 	return name == ".git" || name == "node_modules" || name == "testdata" || name == "vendor"
 }
 
+// docWalk calls each with the path, and the slash-separated path relative
+// to root, of every file under root whose name ends in suffix, skipping
+// directories that hold no files of the project's own.
+func docWalk(t *testing.T, root, suffix string, each func(path, rel string) error) {
+	t.Helper()
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return err
+		case d.IsDir() && p != root && docSkipDir(d.Name()):
+			return filepath.SkipDir
+		case d.IsDir() || !strings.HasSuffix(d.Name(), suffix):
+			return nil
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		return each(p, filepath.ToSlash(rel))
+	})
+	if err != nil {
+		t.Fatalf("walking %s: %v", root, err)
+	}
+}
+
 // docMarkdownFiles returns the slash-separated paths, relative to root and
 // sorted, of the Markdown files under root.
 func docMarkdownFiles(t *testing.T, root string) []string {
 	t.Helper()
 	var files []string
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if p != root && docSkipDir(d.Name()) {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if strings.HasSuffix(d.Name(), ".md") {
-			rel, err := filepath.Rel(root, p)
-			if err != nil {
-				return err
-			}
-			files = append(files, filepath.ToSlash(rel))
-		}
+	docWalk(t, root, ".md", func(_, rel string) error {
+		files = append(files, rel)
 		return nil
 	})
-	if err != nil {
-		t.Fatalf("walking %s: %v", root, err)
-	}
 	slices.Sort(files)
 	return files
 }
@@ -206,19 +213,7 @@ func docDefinedTests(t *testing.T, root string) map[string]bool {
 	t.Helper()
 	defined := map[string]bool{}
 	fset := token.NewFileSet()
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if p != root && docSkipDir(d.Name()) {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(d.Name(), "_test.go") {
-			return nil
-		}
+	docWalk(t, root, "_test.go", func(p, _ string) error {
 		f, err := parser.ParseFile(fset, p, nil, parser.SkipObjectResolution)
 		if err != nil {
 			return err
@@ -230,9 +225,6 @@ func docDefinedTests(t *testing.T, root string) map[string]bool {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatalf("walking %s: %v", root, err)
-	}
 	return defined
 }
 
