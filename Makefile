@@ -21,7 +21,7 @@ all: lint test
 demo:
 	@echo "make demo: building the demo (the first build compiles openai-go: about 2 minutes on a small machine)"
 	@cd examples && $(GO) build -v -o ../bin/demo ./demo 2>&1 | sed -u 's/^/  compiled /'
-	@echo "make demo: running it (about 15 s)"
+	@echo "make demo: running it (10 to 14 s)"
 	@./bin/demo
 
 # The interop tests run npm packages (oidc-provider, the OpenAI Node SDK),
