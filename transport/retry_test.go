@@ -586,20 +586,31 @@ func TestStoreMax(t *testing.T) {
 	}
 }
 
-// A resend that fails comes back as an error alone, even from a base that
-// returns a response with its error: RoundTrip never returns both.
-func TestResendErrorComesAlone(t *testing.T) {
-	netErr := fmt.Errorf("connection reset by peer")
-	var sends atomic.Int64
-	base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
-		if sends.Add(1) == 1 {
-			return testutil.Response(r, http.StatusUnauthorized, refusedBody), nil
-		}
-		return testutil.Response(r, http.StatusBadGateway, "half an answer"), netErr
-	})
-	tr := New(&testcred.Source{}, "s", &Options{Base: base})
-	resp, err := tr.RoundTrip(httpGet("https://llm.example.com/"))
-	if resp != nil || err != netErr || sends.Load() != 2 {
-		t.Fatalf("got %v, %v after %d sends; want no response and the resend's error after 2", resp, err, sends.Load())
+// A send that fails comes back as an error alone, even from a base that
+// returns a response with its error: RoundTrip never returns both, and the
+// stray response's body is closed, the first send's as the resend's.
+func TestSendErrorComesAlone(t *testing.T) {
+	for _, failing := range []int64{1, 2} {
+		t.Run(fmt.Sprintf("send %d", failing), func(t *testing.T) {
+			netErr := fmt.Errorf("connection reset by peer")
+			stray := &recordingBody{Reader: strings.NewReader("half an answer")}
+			var sends atomic.Int64
+			base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
+				if sends.Add(1) < failing {
+					return testutil.Response(r, http.StatusUnauthorized, refusedBody), nil
+				}
+				resp := testutil.Response(r, http.StatusBadGateway, "")
+				resp.Body = stray
+				return resp, netErr
+			})
+			tr := New(&testcred.Source{}, "s", &Options{Base: base})
+			resp, err := tr.RoundTrip(httpGet("https://llm.example.com/"))
+			if resp != nil || err != netErr || sends.Load() != failing {
+				t.Fatalf("got %v, %v after %d sends; want no response and the error of send %d", resp, err, sends.Load(), failing)
+			}
+			if n := stray.closed.Load(); n != 1 {
+				t.Errorf("the response that came with the error was closed %d times; want once", n)
+			}
+		})
 	}
 }

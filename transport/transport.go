@@ -294,7 +294,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("transport: no token for %s %s: %w", req.Method, req.URL.Host, err)
 	}
 	bodyOwned = false
-	resp, err := t.base.RoundTrip(withAuth(req, e.AuthorizationValues, req.Body))
+	resp, err := t.send(req, e.AuthorizationValues, req.Body)
 	if err != nil {
 		return nil, err
 	}
@@ -323,12 +323,10 @@ func (t *Transport) retry(req *http.Request, resp *http.Response, used *tokencac
 		if t.now().Before(r.until) {
 			return resp, nil
 		}
-		// The hold is over: try another token.
-	} else if t.refusedNew(used) {
-		t.refuse(used, req.URL.Host)
+		t.drop(used) // the hold is over: try another token
+	} else if t.onRefused(used, req.URL.Host) {
 		return resp, nil
 	}
-	t.drop(used)
 	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
 		return resp, nil // a resend would send a partial or empty body
 	}
@@ -343,7 +341,7 @@ func (t *Transport) retry(req *http.Request, resp *http.Response, used *tokencac
 		return resp, nil // the credential has no other token to offer
 	}
 	body := req.Body
-	if req.GetBody != nil && body != nil && body != http.NoBody {
+	if body != nil && body != http.NoBody { // replayable, as checked above
 		if body, err = req.GetBody(); err != nil {
 			return resp, nil
 		}
@@ -355,25 +353,44 @@ func (t *Transport) retry(req *http.Request, resp *http.Response, used *tokencac
 	if t.log != nil {
 		t.log.Debug("transport: resending after 401 with a new token", "event", "retry", "method", req.Method, "host", req.URL.Host)
 	}
-	resp, err = t.base.RoundTrip(withAuth(req, e.AuthorizationValues, body))
+	resp, err = t.send(req, e.AuthorizationValues, body)
 	if err != nil {
-		if resp != nil && resp.Body != nil {
-			resp.Body.Close() // a base that broke the contract; net/http drops such a response too
-		}
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.accepted(e)
 		return resp, nil
 	}
-	if t.refusedNew(e) {
-		t.refuse(e, req.URL.Host)
-	} else {
-		// e was accepted before and has been revoked since: the next
-		// request gets a new token, as after any other 401.
-		t.drop(e)
+	t.onRefused(e, req.URL.Host)
+	return resp, nil
+}
+
+// send hands req to the base with auth and body. A base that breaks the
+// RoundTripper contract by returning a response with its error has that
+// response's body closed, as net/http's client does, and only the error
+// goes on.
+func (t *Transport) send(req *http.Request, auth []string, body io.ReadCloser) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(withAuth(req, auth, body))
+	if err != nil {
+		if resp != nil && resp.Body != nil {
+			resp.Body.Close()
+		}
+		return nil, err
 	}
 	return resp, nil
+}
+
+// onRefused handles a 401 to e. A token fetched after a refusal and
+// refused before any acceptance starts a hold, and onRefused reports true;
+// any other refused token is dropped, so that the next request gets a new
+// one, as after a revocation.
+func (t *Transport) onRefused(e *tokencache.Entry, host string) (held bool) {
+	if t.refusedNew(e) {
+		t.refuse(e, host)
+		return true
+	}
+	t.drop(e)
+	return false
 }
 
 // drop invalidates e, which the server refused, so that the next request
