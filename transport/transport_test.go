@@ -86,11 +86,11 @@ type recordingBody struct {
 
 func (b *recordingBody) Close() error { b.closed.Add(1); return nil }
 
-// get sends a GET to u through rt from the test's goroutine.
 // noJitter is a random source for the cache that always gives 0: refresh
 // points and backoff steps are then the rules' own, not moved by jitter.
 func noJitter() float64 { return 0 }
 
+// get sends a GET to u through rt from the test's goroutine.
 func get(t *testing.T, rt http.RoundTripper, u string) {
 	t.Helper()
 	mustSend(t, rt, httpGet(u))
@@ -582,6 +582,10 @@ func TestFetchTimeoutOption(t *testing.T) {
 		}
 	})
 	t.Run("credential ignoring its context", func(t *testing.T) {
+		// On a fake clock that stands still, the backoff after the
+		// timeout never ends, so no second call can start however late
+		// the test gets to release the first.
+		clk := testutil.NewClock()
 		entered := make(chan struct{})
 		releaseCh := make(chan struct{})
 		release := sync.OnceFunc(func() { close(releaseCh) })
@@ -591,10 +595,10 @@ func TestFetchTimeoutOption(t *testing.T) {
 			calls.Add(1)
 			close(entered)
 			<-releaseCh // until the test has seen the timeout, whatever ctx says
-			return credential.AccessToken{Token: "late", ExpiresOn: time.Now().Add(time.Hour)}, nil
+			return credential.AccessToken{Token: "late", ExpiresOn: clk.Now().Add(time.Hour)}, nil
 		})
 		mt := httpmock.NewMockTransport()
-		tr := New(cred, "s", &Options{Base: mt, FetchTimeout: time.Millisecond})
+		tr := newTransport(cred, "s", &Options{Base: mt, FetchTimeout: time.Millisecond}, clk.Now, noJitter)
 		done := make(chan error, 1)
 		go func() {
 			_, _, err := send(tr, httpGet("https://llm.example.com/"))
