@@ -399,10 +399,15 @@ func TestCallerCancelEndsOnlyItsWait(t *testing.T) {
 		release.wait()
 		return credential.AccessToken{Token: "shared", ExpiresOn: clk.Now().Add(time.Hour)}, nil
 	}}
-	// Every Get without a token reads the clock once before it waits for
-	// the fetch, so the reads tell when the waiters have arrived.
-	var reads atomic.Int64
-	c := New(src.fetch, Options{Now: func() time.Time { reads.Add(1); return clk.Now() }, Rand: fixed(0)})
+	// Each caller passes the hook's "joined" once it shares the fetch,
+	// so the count tells when every waiter is waiting on it.
+	var joined atomic.Int64
+	c := New(src.fetch, Options{Now: clk.Now, Rand: fixed(0)})
+	c.hook = func(p string) {
+		if p == "joined" {
+			joined.Add(1)
+		}
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -414,7 +419,6 @@ func TestCallerCancelEndsOnlyItsWait(t *testing.T) {
 	testutil.Recv(t, entered, "the first caller's fetch to call the credential")
 
 	const waiters = 50
-	before := reads.Load()
 	var wg sync.WaitGroup
 	got := make([]string, waiters)
 	errs := make([]error, waiters)
@@ -428,7 +432,7 @@ func TestCallerCancelEndsOnlyItsWait(t *testing.T) {
 			got[i] = e.Token.Token
 		})
 	}
-	testutil.Eventually(t, "the other callers to enter Get", func() bool { return reads.Load() >= before+waiters })
+	testutil.Eventually(t, "the other callers to join the fetch", func() bool { return joined.Load() >= 1+waiters })
 	cancel()
 	// The cancelled caller returns while the fetch is still blocked.
 	if err := testutil.Recv(t, cancelled, "the cancelled caller to return"); !errors.Is(err, context.Canceled) {

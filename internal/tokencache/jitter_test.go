@@ -316,23 +316,3 @@ func TestClockStepBackDuringRetryAfter(t *testing.T) {
 		})
 	}
 }
-
-// The log record of a failure with a Retry-After names the wait asked for
-// beside the wait the cache set, as durations.
-func TestRetryAfterLogged(t *testing.T) {
-	clk := testutil.NewClock()
-	logs, logger := testutil.NewLogs()
-	c := New(func(context.Context) (credential.AccessToken, error) {
-		return credential.AccessToken{}, throttled(time.Hour)
-	}, Options{Now: clk.Now, Rand: fixed(0), Logger: logger})
-	_, _ = c.Get(context.Background())
-	rec := logs.Events("fetch_failed")
-	if len(rec) != 1 {
-		t.Fatalf("%d fetch_failed records; want 1", len(rec))
-	}
-	for k, want := range map[string]time.Duration{"retry_after": time.Hour, "retry_in": 5 * time.Minute} {
-		if v := rec[0].Attrs[k]; v.Kind() != slog.KindDuration || v.Duration() != want {
-			t.Errorf("%s = %v; want %v", k, v, want)
-		}
-	}
-}
