@@ -61,8 +61,11 @@ func TestOAuth2DoesNotFollowRedirects(t *testing.T) {
 							t.Fatalf("requests: got %d to the token URL of %d in all (%v); want %d, none elsewhere",
 								got, mock.GetTotalCallCount(), mock.GetCallCountInfo(), want)
 						}
-						if client.CheckRedirect == nil && clientPolicy == "follows all" {
-							t.Fatalf("NewOAuth2 changed the caller's client")
+						// The caller's client is the caller's: NewOAuth2
+						// works on a copy.
+						if changed := (clientPolicy == "default") != (client.CheckRedirect == nil) ||
+							client.CheckRedirect != nil && client.CheckRedirect(nil, nil) != nil; changed {
+							t.Fatalf("NewOAuth2 changed the caller's client's redirect policy")
 						}
 					})
 				}
