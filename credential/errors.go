@@ -123,15 +123,15 @@ func quoteIfOdd(s string) string {
 }
 
 // requestError is what OAuth2.GetToken returns: the cause, with the token
-// URL and client ID the request was for and any Retry-After of the answer.
+// URL and client ID the request was for, and the Retry-After of an
+// *OAuth2Error cause, the one the token cache obeys.
 // Its message is scrubbed of the client secret once more as a last line of
 // defence, since causes such as network errors are not built here.
 type requestError struct {
-	tokenURL   string // no user info, query or fragment
-	clientID   string
-	retryAfter time.Duration // of the answer; 0 if none
-	err        error
-	secrets    *scrubber
+	tokenURL string // no user info, query or fragment
+	clientID string
+	err      error
+	secrets  *scrubber
 }
 
 func (e *requestError) Error() string {
@@ -144,10 +144,10 @@ func (e *requestError) Error() string {
 	}
 	cause = strings.TrimPrefix(cause, "credential: ")
 	msg := fmt.Sprintf("credential: OAuth2 token request to %s for client_id %q: %s", e.tokenURL, e.clientID, cause)
-	if e.retryAfter > 0 {
+	if oe, ok := errors.AsType[*OAuth2Error](e.err); ok && oe.RetryAfter > 0 {
 		// In the header's own unit, rounded up.
-		secs := int64(e.retryAfter / time.Second)
-		if e.retryAfter%time.Second != 0 {
+		secs := int64(oe.RetryAfter / time.Second)
+		if oe.RetryAfter%time.Second != 0 {
 			secs++
 		}
 		msg += "; Retry-After: " + strconv.FormatInt(secs, 10) + "s"

@@ -20,7 +20,6 @@ import (
 
 	"github.com/proxyauth/proxyauth/internal/hosts"
 	"github.com/proxyauth/proxyauth/internal/redact"
-	"github.com/proxyauth/proxyauth/internal/retryafter"
 )
 
 // OAuth2Config configures an [OAuth2] credential: the RFC 6749 client
@@ -659,7 +658,7 @@ func (o *OAuth2) exchange(ctx context.Context, form url.Values, style AuthStyle)
 	sec := o.secrets
 	if err := ctx.Err(); err != nil {
 		// Nothing to sign for, nor to send: a signer may be a remote KMS.
-		return AccessToken{}, o.wrap(err, 0, sec)
+		return AccessToken{}, o.wrap(err, sec)
 	}
 	switch o.auth {
 	case authSecret:
@@ -674,7 +673,7 @@ func (o *OAuth2) exchange(ctx context.Context, form url.Values, style AuthStyle)
 			err = errors.New("credential: OAuth2Config.ClientAssertion returned an empty assertion")
 		}
 		if err != nil {
-			return AccessToken{}, o.wrap(&assertionError{err}, 0, sec)
+			return AccessToken{}, o.wrap(&assertionError{err}, sec)
 		}
 		// Each assertion is new, so each request has its own scrubber.
 		sec = sec.withSecret(a)
@@ -688,7 +687,7 @@ func (o *OAuth2) exchange(ctx context.Context, form url.Values, style AuthStyle)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.tokenURL, strings.NewReader(form.Encode()))
 	if err != nil {
-		return AccessToken{}, o.wrap(err, 0, sec)
+		return AccessToken{}, o.wrap(err, sec)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
@@ -698,12 +697,12 @@ func (o *OAuth2) exchange(ctx context.Context, form url.Values, style AuthStyle)
 	}
 	resp, err := o.client.Do(req)
 	if err != nil {
-		return AccessToken{}, o.wrap(err, 0, sec)
+		return AccessToken{}, o.wrap(err, sec)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		return AccessToken{}, o.wrap(fmt.Errorf("reading the answer (%s): %w", resp.Status, err), 0, sec)
+		return AccessToken{}, o.wrap(fmt.Errorf("reading the answer (%s): %w", resp.Status, err), sec)
 	}
 	// Round(0): expiry is a wall-clock fact; see AccessToken.ExpiresOn.
 	return o.handle(resp.StatusCode, resp.Header, body, time.Now().Round(0), sec)
@@ -716,19 +715,13 @@ func (o *OAuth2) exchange(ctx context.Context, form url.Values, style AuthStyle)
 func (o *OAuth2) handle(status int, header http.Header, body []byte, now time.Time, sec *scrubber) (AccessToken, error) {
 	tok, err := parseTokenResponse(status, header, body, now, sec)
 	if err != nil {
-		return AccessToken{}, o.wrap(err, retryafter.Delay(header, now), sec)
+		return AccessToken{}, o.wrap(err, sec)
 	}
 	return tok, nil
 }
 
-// wrap adds the token URL and client ID to err, and the answer's
-// Retry-After (0: none); sec scrubs the message once more.
-func (o *OAuth2) wrap(err error, retryAfter time.Duration, sec *scrubber) error {
-	return &requestError{
-		tokenURL:   o.displayURL,
-		clientID:   o.clientID,
-		retryAfter: retryAfter,
-		err:        err,
-		secrets:    sec,
-	}
+// wrap adds the token URL and client ID to err; sec scrubs the message
+// once more.
+func (o *OAuth2) wrap(err error, sec *scrubber) error {
+	return &requestError{tokenURL: o.displayURL, clientID: o.clientID, err: err, secrets: sec}
 }
