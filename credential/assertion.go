@@ -233,7 +233,7 @@ func (m *signerMethod) Sign(signingString string, key any) ([]byte, error) {
 	}
 	sig, err := signer.Sign(rand.Reader, digest, opts)
 	if err != nil {
-		return nil, fmt.Errorf("credential: signing with %s: %w", m.alg, err)
+		return nil, fmt.Errorf("credential: OAuth2Config.PrivateKey could not sign (%s): %w", m.alg, err)
 	}
 	if m.curve == nil {
 		return sig, nil
@@ -248,11 +248,11 @@ func ecdsaJWS(der []byte, curve elliptic.Curve) ([]byte, error) {
 	var rs struct{ R, S *big.Int }
 	rest, err := asn1.Unmarshal(der, &rs)
 	if err != nil || len(rest) != 0 || rs.R == nil || rs.S == nil || rs.R.Sign() <= 0 || rs.S.Sign() <= 0 {
-		return nil, errors.New("credential: the signer returned an ECDSA signature that is not ASN.1 DER")
+		return nil, errors.New("credential: OAuth2Config.PrivateKey returned an ECDSA signature that is not ASN.1 DER")
 	}
 	size := (curve.Params().BitSize + 7) / 8
 	if rs.R.BitLen() > 8*size || rs.S.BitLen() > 8*size {
-		return nil, errors.New("credential: the signer returned an ECDSA signature too long for the curve")
+		return nil, errors.New("credential: OAuth2Config.PrivateKey returned an ECDSA signature too long for its curve")
 	}
 	out := make([]byte, 2*size)
 	rs.R.FillBytes(out[:size])
@@ -285,11 +285,11 @@ func AssertionFromFile(path string) func(ctx context.Context) (string, error) {
 			return "", fileError(path, err)
 		}
 		if len(b) > maxAssertionFile {
-			return "", fmt.Errorf("credential: client assertion file %q has more than %d bytes; is it the right file?", path, maxAssertionFile)
+			return "", fmt.Errorf("credential: assertion file %q has more than %d bytes; is it the right file?", path, maxAssertionFile)
 		}
 		b = bytes.TrimSpace(b)
 		if len(b) == 0 {
-			return "", fmt.Errorf("credential: client assertion file %q is empty", path)
+			return "", fmt.Errorf("credential: assertion file %q is empty", path)
 		}
 		return string(b), nil
 	}
@@ -311,7 +311,7 @@ func (e *pathError) Error() string {
 	if errors.As(cause, &pe) {
 		cause = pe.Err
 	}
-	return fmt.Sprintf("credential: client assertion file %q: %v", e.path, cause)
+	return fmt.Sprintf("credential: assertion file %q: %v", e.path, cause)
 }
 
 func (e *pathError) Unwrap() error { return e.err }

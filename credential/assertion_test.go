@@ -330,7 +330,7 @@ func TestClientAssertionErrors(t *testing.T) {
 	}{
 		{"error", func(context.Context) (string, error) { return "", cause }, "client assertion: workload token not mounted", cause},
 		{"empty", func(context.Context) (string, error) { return "", nil }, "client assertion: OAuth2Config.ClientAssertion returned an empty assertion", nil},
-		{"file", credential.AssertionFromFile("/nonexistent/token"), `client assertion: client assertion file "/nonexistent/token": no such file or directory`, nil},
+		{"file", credential.AssertionFromFile("/nonexistent/token"), `client assertion: assertion file "/nonexistent/token": no such file or directory`, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -377,8 +377,8 @@ func TestPrivateKeySignerErrors(t *testing.T) {
 		key  crypto.Signer
 		want string
 	}{
-		{"Sign fails", failingSigner{rsaKey()}, "client assertion: signing with RS256: kms: key version disabled"},
-		{"not DER", badECSigner{ecKeys["P-256"]()}, "client assertion: the signer returned an ECDSA signature that is not ASN.1 DER"},
+		{"Sign fails", failingSigner{rsaKey()}, "client assertion: OAuth2Config.PrivateKey could not sign (RS256): kms: key version disabled"},
+		{"not DER", badECSigner{ecKeys["P-256"]()}, "client assertion: OAuth2Config.PrivateKey returned an ECDSA signature that is not ASN.1 DER"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

@@ -75,7 +75,7 @@ func TestAssertionFromFile(t *testing.T) {
 				t.Fatalf("got %q, %v; want an error", got, err)
 			}
 			msg := err.Error()
-			if !strings.HasPrefix(msg, "credential: client assertion file ") || !strings.Contains(msg, `"`+p+`"`) || !strings.Contains(msg, tt.want) {
+			if !strings.HasPrefix(msg, "credential: assertion file ") || !strings.Contains(msg, `"`+p+`"`) || !strings.Contains(msg, tt.want) {
 				t.Errorf("error %q; want one that names %q and says %q", msg, p, tt.want)
 			}
 			if strings.Count(msg, p) != 1 {

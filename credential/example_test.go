@@ -215,7 +215,7 @@ func ExampleAssertionFromFile() {
 	// Output:
 	// assertion from the file: true
 	// issued-for-00000000-0000-0000-0000-000000000001
-	// credential: OAuth2 token request to https://login.microsoftonline.com/my-tenant/oauth2/v2.0/token for client_id "00000000-0000-0000-0000-000000000001": client assertion: client assertion file "/tmp/dir/token": no such file or directory
+	// credential: OAuth2 token request to https://login.microsoftonline.com/my-tenant/oauth2/v2.0/token for client_id "00000000-0000-0000-0000-000000000001": client assertion: assertion file "/tmp/dir/token": no such file or directory
 }
 
 // ClientAssertion can get the assertion from anywhere: here a function
