@@ -377,8 +377,8 @@ func TestFailSeenByCredential(t *testing.T) {
 	fake.IdP.Fail(proxyauthtest.Failure{Status: http.StatusServiceUnavailable, RetryAfter: 3 * time.Second})
 	_, err := newOAuth2(t, fake, credential.AuthStyleAuto).GetToken(context.Background(), "")
 	var oe *credential.OAuth2Error
-	if !errors.As(err, &oe) || oe.StatusCode != 503 || oe.Code != "temporarily_unavailable" {
-		t.Fatalf("err %v; want an OAuth2Error 503 temporarily_unavailable", err)
+	if !errors.As(err, &oe) || oe.StatusCode != 503 || oe.Code != "temporarily_unavailable" || oe.RetryAfter != 3*time.Second {
+		t.Fatalf("err %v; want an OAuth2Error 503 temporarily_unavailable with RetryAfter 3s", err)
 	}
 	// AuthStyleAuto does not try form fields after a 5xx.
 	if got := fake.IdP.Requests(); got != 1 {

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -412,30 +411,6 @@ func TestTransportHeals(t *testing.T) {
 	}
 }
 
-// barrier is a base transport that holds every request until n have
-// arrived, then lets them all through to next at once.
-type barrier struct {
-	n       int32
-	arrived atomic.Int32
-	all     chan struct{}
-	next    http.RoundTripper
-}
-
-func (b *barrier) RoundTrip(req *http.Request) (*http.Response, error) {
-	if b.arrived.Add(1) == b.n {
-		close(b.all)
-	}
-	select {
-	case <-b.all:
-	case <-req.Context().Done():
-		if req.Body != nil {
-			req.Body.Close()
-		}
-		return nil, req.Context().Err()
-	}
-	return b.next.RoundTrip(req)
-}
-
 // TestConcurrentUpstream sends requests with valid and revoked tokens into
 // the upstream at the same moment, while tokens are being revoked.
 func TestConcurrentUpstream(t *testing.T) {
@@ -448,7 +423,14 @@ func TestConcurrentUpstream(t *testing.T) {
 	for i := 0; i < n; i += 2 {
 		fake.IdP.Revoke(toks[i])
 	}
-	client := &http.Client{Transport: &barrier{n: n, all: make(chan struct{}), next: fake.Transport()}}
+	// Every request is held until all n have been sent, so that they
+	// reach the upstream together.
+	arrived := testutil.NewBarrier(t, n)
+	next := fake.Transport()
+	client := &http.Client{Transport: testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
+		arrived.Arrive()
+		return next.RoundTrip(r)
+	})}
 	statuses := make([]int, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -474,6 +456,7 @@ func TestConcurrentUpstream(t *testing.T) {
 		}
 	})
 	testutil.Wait(t, &wg, "the concurrent requests to return")
+	arrived.Check(t, "requests")
 	for i := range n {
 		want := 200
 		if i%2 == 0 {
