@@ -134,8 +134,11 @@ func ExampleTokenEndpoint_Hold() {
 			}
 		})
 	}
-	for fake.IdP.Held() == 0 {
-		time.Sleep(time.Millisecond) // until the token request waits
+	// The first request's token fetch is waiting at the endpoint.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := fake.IdP.WaitHeld(ctx, 1); err != nil {
+		fmt.Println("no token request arrived:", err)
 	}
 	fake.IdP.Release()
 	wg.Wait()

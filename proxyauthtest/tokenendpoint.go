@@ -1,6 +1,7 @@
 package proxyauthtest
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -39,6 +40,7 @@ type TokenEndpoint struct {
 	lifetime time.Duration
 	delay    time.Duration
 	gate     chan struct{} // non-nil while holding; closed by Release
+	changed  chan struct{} // closed, and cleared, when Held changes; made by WaitHeld
 	failure  Failure       // Status 0: none
 	failLeft int           // answers left to fail when failure.Count > 0
 	issued   []IssuedToken
@@ -197,7 +199,8 @@ func (e *TokenEndpoint) SetDelay(d time.Duration) {
 
 // Hold makes requests that arrive from now on wait until
 // [TokenEndpoint.Release] is called or their context ends (they then get
-// its error). [TokenEndpoint.Held] says how many are waiting. A request
+// its error). [TokenEndpoint.Held] says how many are waiting, and
+// [TokenEndpoint.WaitHeld] waits for them. A request
 // still held when a test ends stays blocked, with its goroutine: release
 // it, or end its context. Holding while already holding changes nothing.
 func (e *TokenEndpoint) Hold() {
@@ -222,6 +225,40 @@ func (e *TokenEndpoint) Release() {
 // Held returns how many requests are waiting for [TokenEndpoint.Release].
 func (e *TokenEndpoint) Held() int { return int(e.held.Load()) }
 
+// WaitHeld waits until at least n requests are held, or ctx ends, and then
+// returns ctx's error. It is how a test learns that the requests it started
+// have reached the endpoint, without polling Held.
+func (e *TokenEndpoint) WaitHeld(ctx context.Context, n int) error {
+	for {
+		e.mu.Lock()
+		if int(e.held.Load()) >= n {
+			e.mu.Unlock()
+			return nil
+		}
+		if e.changed == nil {
+			e.changed = make(chan struct{})
+		}
+		changed := e.changed
+		e.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// addHeld changes Held by d and wakes WaitHeld.
+func (e *TokenEndpoint) addHeld(d int64) {
+	e.mu.Lock()
+	e.held.Add(d)
+	if e.changed != nil {
+		close(e.changed)
+		e.changed = nil
+	}
+	e.mu.Unlock()
+}
+
 // wait holds or delays r as configured; it returns r's context error if
 // that ends first.
 func (e *TokenEndpoint) wait(r *http.Request) error {
@@ -230,12 +267,12 @@ func (e *TokenEndpoint) wait(r *http.Request) error {
 	gate := e.gate
 	e.mu.Unlock()
 	if gate != nil {
-		e.held.Add(1)
+		e.addHeld(1)
 		select {
 		case <-gate:
 		case <-ctx.Done():
 		}
-		e.held.Add(-1)
+		e.addHeld(-1)
 		if err := ctx.Err(); err != nil {
 			return err
 		}

@@ -415,6 +415,31 @@ func getToken(ctx context.Context, cred credential.TokenCredential) <-chan resul
 	return ch
 }
 
+// waitHeld waits until n token requests are held, failing the test if they
+// are not within HangTimeout.
+func waitHeld(t *testing.T, fake *proxyauthtest.Fake, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.HangTimeout)
+	defer cancel()
+	if err := fake.IdP.WaitHeld(ctx, n); err != nil {
+		t.Fatalf("%d token requests were not held within %v: %v", n, testutil.HangTimeout, err)
+	}
+}
+
+// WaitHeld returns at once when enough requests are held, and with its
+// context's error when they never come.
+func TestWaitHeld(t *testing.T) {
+	fake := proxyauthtest.New(nil)
+	if err := fake.IdP.WaitHeld(context.Background(), 0); err != nil {
+		t.Errorf("WaitHeld(0): %v; want nil at once", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := fake.IdP.WaitHeld(ctx, 1); !errors.Is(err, context.Canceled) {
+		t.Errorf("WaitHeld(1) with nothing held and an ended context: %v; want context.Canceled", err)
+	}
+}
+
 func TestHold(t *testing.T) {
 	fake := proxyauthtest.New(nil)
 	cred := newOAuth2(t, fake, credential.AuthStyleHeader)
@@ -423,7 +448,7 @@ func TestHold(t *testing.T) {
 	fake.IdP.Hold()
 	fake.IdP.Hold() // no second gate
 	got := getToken(context.Background(), cred)
-	testutil.Eventually(t, "the token request to be held", func() bool { return fake.IdP.Held() == 1 })
+	waitHeld(t, fake, 1)
 	if n := len(fake.IdP.Tokens()); n != 0 || fake.IdP.Requests() != 1 {
 		t.Fatalf("%d tokens, %d requests while held; want 0, 1", n, fake.IdP.Requests())
 	}
@@ -445,7 +470,7 @@ func TestHold(t *testing.T) {
 	defer fake.IdP.Release()
 	ctx, cancel := context.WithCancel(context.Background())
 	got = getToken(ctx, cred)
-	testutil.Eventually(t, "the second token request to be held", func() bool { return fake.IdP.Held() == 1 })
+	waitHeld(t, fake, 1)
 	cancel()
 	r = testutil.Recv(t, got, "the cancelled request to return")
 	if !errors.Is(r.err, context.Canceled) {
@@ -505,7 +530,10 @@ func TestConcurrentTokenRequests(t *testing.T) {
 			results <- result{tok, err}
 		})
 	}
-	testutil.Eventually(t, fmt.Sprintf("%d token requests to be held", n), func() bool { return fake.IdP.Held() == n })
+	waitHeld(t, fake, n)
+	if held := fake.IdP.Held(); held != n {
+		t.Errorf("Held() = %d; want %d", held, n)
+	}
 	fake.IdP.Release()
 	testutil.Wait(t, &wg, "the token requests to return")
 	close(results)
