@@ -25,6 +25,7 @@ import (
 	"github.com/jarcoal/httpmock"
 
 	"github.com/proxyauth/proxyauth/credential"
+	"github.com/proxyauth/proxyauth/transport"
 )
 
 // auth0Stub stands in for an Auth0 tenant's /oauth/token endpoint, which
@@ -296,4 +297,35 @@ func ExampleNewOAuth2_mutualTLS() {
 	// Output:
 	// certificate svc-reporting, form map[client_id:[svc-reporting] grant_type:[client_credentials] scope:[llm.invoke]]
 	// certificate-bound-token
+}
+
+// busyError is what a credential of your own can return when its identity
+// provider asks it to wait: a RetryAfterError.
+type busyError struct{ wait time.Duration }
+
+func (e busyError) Error() string                  { return "identity provider busy" }
+func (e busyError) RetryAfterDelay() time.Duration { return e.wait }
+
+// A credential that returns a RetryAfterError gets no call before the delay
+// has passed: until then every request gets the error at once, and the
+// FetchError says when the next try may start.
+func ExampleRetryAfterError() {
+	var calls int
+	cred := credential.Func(func(context.Context, string) (credential.AccessToken, error) {
+		calls++
+		return credential.AccessToken{}, busyError{wait: 30 * time.Second}
+	})
+	tr := transport.New(cred, "llm", nil)
+	for range 3 {
+		_, err := tr.Token(context.Background())
+		if fe, ok := errors.AsType[*transport.FetchError](err); ok {
+			fmt.Printf("%v; next try in about %v\n", fe.Err, time.Until(fe.NextTry).Round(10*time.Second))
+		}
+	}
+	fmt.Println("credential calls:", calls)
+	// Output:
+	// identity provider busy; next try in about 30s
+	// identity provider busy; next try in about 30s
+	// identity provider busy; next try in about 30s
+	// credential calls: 1
 }
