@@ -36,14 +36,6 @@ func sorted(s []string) []string {
 	return s
 }
 
-// fuzzBody is a request body that records how often it was closed.
-type fuzzBody struct {
-	io.Reader
-	closed *atomic.Int32
-}
-
-func (b fuzzBody) Close() error { b.closed.Add(1); return nil }
-
 // Bits of FuzzRoundTrip's mode byte.
 const (
 	fuzzBodyKind    = 3      // 0 nil, 1 http.NoBody, 2 with GetBody, 3 without GetBody
@@ -87,7 +79,7 @@ func FuzzRoundTrip(f *testing.F) {
 			resp *http.Response
 		}
 		var calls []call
-		var respClosed [2]atomic.Int32
+		var respBodies [2]*recordingBody
 		baseErr := errors.New("connection reset by fuzz")
 		base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 			c := call{auth: authValues(r.Header)}
@@ -109,10 +101,8 @@ func FuzzRoundTrip(f *testing.F) {
 			if status < 100 || status > 999 {
 				status = 100 + int(uint(status)%900)
 			}
-			c.resp = &http.Response{
-				StatusCode: status, Header: http.Header{}, Request: r,
-				Body: fuzzBody{Reader: strings.NewReader(fmt.Sprintf("resp-%d", i+1)), closed: &respClosed[i]},
-			}
+			respBodies[i] = &recordingBody{Reader: strings.NewReader(fmt.Sprintf("resp-%d", i+1))}
+			c.resp = &http.Response{StatusCode: status, Header: http.Header{}, Request: r, Body: respBodies[i]}
 			calls = append(calls, c)
 			return c.resp, nil
 		})
@@ -130,17 +120,18 @@ func FuzzRoundTrip(f *testing.F) {
 			orig, _ := http.NewRequest(http.MethodGet, "https://llm.example.com/start", nil)
 			req.Response = &http.Response{StatusCode: http.StatusFound, Request: orig}
 		}
-		var bodyClosed atomic.Int32
+		var reqBody *recordingBody
 		kind := mode & fuzzBodyKind
 		switch kind {
 		case 1:
 			req.Body = http.NoBody
 		case 2, 3:
-			req.Body = fuzzBody{Reader: bytes.NewReader(payload), closed: &bodyClosed}
+			reqBody = &recordingBody{Reader: bytes.NewReader(payload)}
+			req.Body = reqBody
 			req.ContentLength = int64(len(payload))
 			if kind == 2 {
 				req.GetBody = func() (io.ReadCloser, error) {
-					return fuzzBody{Reader: bytes.NewReader(payload), closed: new(atomic.Int32)}, nil
+					return &recordingBody{Reader: bytes.NewReader(payload)}, nil
 				}
 			}
 		}
@@ -168,7 +159,7 @@ func FuzzRoundTrip(f *testing.F) {
 			(req.GetBody != nil) != before.getBody || (req.Response != nil) != before.response {
 			t.Fatalf("the caller's request was changed")
 		}
-		if kind >= 2 && bodyClosed.Load() == 0 {
+		if kind >= 2 && reqBody.closed.Load() == 0 {
 			t.Fatalf("request body not closed (%d base calls, err %v)", len(calls), err)
 		}
 		if resp != nil && (len(calls) == 0 || resp != calls[len(calls)-1].resp) {
@@ -228,7 +219,7 @@ func FuzzRoundTrip(f *testing.F) {
 			if second.body != wantPayload {
 				t.Fatalf("resend body %q; want %q", second.body, wantPayload)
 			}
-			if respClosed[0].Load() == 0 {
+			if respBodies[0].closed.Load() == 0 {
 				t.Fatal("the 401 before the resend was not closed")
 			}
 			if st := tr.Stats(); st.Retries != 1 {

@@ -131,12 +131,12 @@ func TestRetryOn401(t *testing.T) {
 			up := &upstream{}
 			up.rejectToken("tok-1")
 			cred := &testcred.Source{}
-			var drained, closed atomic.Int64
+			var refused *recordingBody // the first 401's body
 			base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 				resp, err := up.RoundTrip(r)
-				if resp.StatusCode == http.StatusUnauthorized {
-					big := strings.NewReader(strings.Repeat("x", 1<<20))
-					resp.Body = &countingBody{r: big, read: &drained, closed: &closed}
+				if resp.StatusCode == http.StatusUnauthorized && refused == nil {
+					refused = &recordingBody{Reader: strings.NewReader(strings.Repeat("x", 1<<20))}
+					resp.Body = refused
 				}
 				return resp, err
 			})
@@ -159,8 +159,8 @@ func TestRetryOn401(t *testing.T) {
 			if s[0].body != wantBody || s[1].body != wantBody {
 				t.Fatalf("bodies = %q, %q; want %q twice", s[0].body, s[1].body, wantBody)
 			}
-			if closed.Load() != 1 || drained.Load() == 0 || drained.Load() > maxDrain {
-				t.Fatalf("401 body: closed %d times, drained %d bytes; want closed once after at most %d bytes", closed.Load(), drained.Load(), maxDrain)
+			if refused.closed.Load() != 1 || refused.read.Load() == 0 || refused.read.Load() > maxDrain {
+				t.Fatalf("401 body: closed %d times, drained %d bytes; want closed once after at most %d bytes", refused.closed.Load(), refused.read.Load(), maxDrain)
 			}
 			if st := tr.Stats(); st.Retries != 1 || st.Fetches != 2 {
 				t.Fatalf("Stats = %+v; want 1 retry, 2 fetches", st)
@@ -179,19 +179,6 @@ func TestRetryOn401(t *testing.T) {
 		})
 	}
 }
-
-type countingBody struct {
-	r            io.Reader
-	read, closed *atomic.Int64
-}
-
-func (b *countingBody) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	b.read.Add(int64(n))
-	return n, err
-}
-
-func (b *countingBody) Close() error { b.closed.Add(1); return nil }
 
 // 7. A body that cannot be replayed is never resent; DisableRetry turns
 // resending off. Either way the 401 reaches the caller as it was.

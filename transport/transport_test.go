@@ -78,10 +78,16 @@ func (u *upstream) rejectToken(tok string) {
 	u.mu.Unlock()
 }
 
-// recordingBody records whether it was closed.
+// recordingBody counts the bytes read from it and its Close calls.
 type recordingBody struct {
 	io.Reader
-	closed atomic.Int32
+	read, closed atomic.Int64
+}
+
+func (b *recordingBody) Read(p []byte) (int, error) {
+	n, err := b.Reader.Read(p)
+	b.read.Add(int64(n))
+	return n, err
 }
 
 func (b *recordingBody) Close() error { b.closed.Add(1); return nil }
