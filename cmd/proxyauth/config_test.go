@@ -58,6 +58,8 @@ func TestUsageErrors(t *testing.T) {
 		{"upstream relative", base, []string{"serve", "--upstream", "/v1"}, "--upstream \"/v1\" is not an absolute http or https URL"},
 		{"upstream scheme", base, []string{"serve", "--upstream", "ws://127.0.0.1:9"}, "is not an absolute http or https URL"},
 		{"upstream user info", base, []string{"serve", "--upstream", "https://u:p@gw.example.com"}, "--upstream must not contain user info"},
+		{"upstream scheme, with a password", base, []string{"serve", "--upstream", "htps://alice:" + idp.ClientSecret() + "@gw.example.com/?api-key=" + idp.ClientSecret()}, `--upstream "htps://gw.example.com/" is not an absolute http or https URL`},
+		{"upstream not parsing, with a password", base, []string{"serve", "--upstream", "https://alice:" + idp.ClientSecret() + "@gw.example.com/%zz"}, `--upstream does not parse: invalid URL escape "%zz"`},
 		{"upstream plain http", base, []string{"serve", "--upstream", "http://gw.example.com"}, "--upstream http://gw.example.com is plain http"},
 		{"listen malformed", base, append(up, "--listen", "4000"), `--listen "4000" is not host:port`},
 		{"listen port", base, append(up, "--listen", "127.0.0.1:http"), "--listen \"127.0.0.1:http\": the port"},

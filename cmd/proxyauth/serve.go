@@ -127,10 +127,15 @@ func checkUpstream(raw string, allowHTTP bool) (*url.URL, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
+		// Not the *url.Error itself: it repeats the URL, user info and
+		// query included.
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			err = ue.Err
+		}
 		return nil, usagef("--upstream does not parse: %v", err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return nil, usagef("--upstream %q is not an absolute http or https URL", raw)
+		return nil, usagef("--upstream %q is not an absolute http or https URL", displayURL(u))
 	}
 	if u.User != nil {
 		return nil, usagef("--upstream must not contain user info: the token is the credential")
@@ -144,10 +149,11 @@ func checkUpstream(raw string, allowHTTP bool) (*url.URL, error) {
 	return u, nil
 }
 
-// displayURL is u for messages and logs: without a query, which may hold a
-// key of its own.
+// displayURL is u for messages and logs: without user info or a query,
+// which may hold a password or a key of its own.
 func displayURL(u *url.URL) string {
 	v := *u
+	v.User = nil
 	v.RawQuery, v.ForceQuery = "", false
 	return v.String()
 }
