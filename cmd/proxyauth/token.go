@@ -1,14 +1,11 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
-	"time"
 
-	"github.com/proxyauth/proxyauth/internal/bearer"
+	"github.com/proxyauth/proxyauth/transport"
 )
 
 const tokenHelp = `Usage: proxyauth token [--header | --json] [flags]
@@ -42,20 +39,15 @@ func (c *command) token(args []string) error {
 	}
 	defer closeIdle()
 
+	// Through the transport's cache, so that a token it would not put on a
+	// request (empty, unfit for a header, already expired) is refused here
+	// by the same checks, with the same words.
+	tr := transport.New(cred, s.scope, &transport.Options{FetchTimeout: fetchTimeout})
 	ctx, cancel := c.interrupted()
 	defer cancel()
-	ctx, cancelFetch := context.WithTimeout(ctx, fetchTimeout)
-	defer cancelFetch()
-	tok, err := cred.GetToken(ctx, s.scope)
+	tok, err := tr.Token(ctx)
 	if err != nil {
-		return fmt.Errorf("no token: %w", err)
-	}
-	// The checks the transport makes before it uses a token.
-	if !bearer.Valid(tok.Token) {
-		return errors.New("no token: the identity provider answered with an empty token, or one with characters that cannot go into an HTTP header")
-	}
-	if !tok.ExpiresOn.IsZero() && !time.Now().Before(tok.ExpiresOn) {
-		return fmt.Errorf("no token: the identity provider answered with a token that expired at %s (is the clock right?)", tok.ExpiresOn.UTC().Format(time.RFC3339))
+		return err
 	}
 
 	switch {
