@@ -45,20 +45,25 @@ func TestServeNoToken(t *testing.T) {
 	if echo.Name != "503 Retry-After" {
 		t.Fatalf("sandbox fault 2 is %q", echo.Name)
 	}
+	// Retry-After says when the next token request may start. Without one
+	// from the provider that is a backoff step of 100 to 200 ms, which a
+	// slow machine may have let pass before the answer: the header is
+	// required only where the provider asked for a wait.
 	tests := []struct {
-		name  string
-		setup func(*sandbox.TokenServer, map[string]string)
-		want  []string
+		name       string
+		setup      func(*sandbox.TokenServer, map[string]string)
+		want       []string
+		retryAfter bool
 	}{
 		{"wrong secret", func(_ *sandbox.TokenServer, env map[string]string) {
 			env["PROXYAUTH_CLIENT_SECRET"] = "wrong-secret-not-to-show"
-		}, []string{"401", "invalid_client", "client authentication failed"}},
+		}, []string{"401", "invalid_client", "client authentication failed"}, false},
 		{"down", func(idp *sandbox.TokenServer, _ map[string]string) {
 			idp.SetDown(http.StatusServiceUnavailable)
-		}, []string{"503", "temporarily_unavailable", "the token service is down"}},
+		}, []string{"503", "temporarily_unavailable", "the token service is down"}, true},
 		{"echoes the secret", func(idp *sandbox.TokenServer, _ map[string]string) {
 			idp.SetFault(echo.Handler)
-		}, []string{"503", "temporarily_unavailable", "maintenance"}},
+		}, []string{"503", "temporarily_unavailable", "maintenance"}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -77,8 +82,10 @@ func TestServeNoToken(t *testing.T) {
 					t.Errorf("the message %q does not say %q", msg, w)
 				}
 			}
-			if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || ra < 1 || ra > 300 {
-				t.Errorf("Retry-After %q; want seconds until the next token request", resp.Header.Get("Retry-After"))
+			if h := resp.Header.Get("Retry-After"); h != "" || tt.retryAfter {
+				if ra, err := strconv.Atoi(h); err != nil || ra < 1 || ra > 300 {
+					t.Errorf("Retry-After %q; want seconds until the next token request", h)
+				}
 			}
 			for _, secret := range []string{idp.ClientSecret(), env["PROXYAUTH_CLIENT_SECRET"]} {
 				if strings.Contains(body, secret) || strings.Contains(s.stderr.String(), secret) {

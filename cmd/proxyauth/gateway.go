@@ -57,9 +57,13 @@ func newGateway(cfg serveConfig, tr *transport.Transport, addr net.Addr, bodyTim
 		g.localKey = []byte(cfg.localKey)
 	}
 	g.proxy = &httputil.ReverseProxy{
-		Rewrite:        g.rewrite,
-		Transport:      tr,
-		FlushInterval:  -1, // every write, so that each server-sent event goes out as it comes
+		Rewrite:   g.rewrite,
+		Transport: tr,
+		// ReverseProxy flushes event streams and answers of unknown
+		// length at every write on its own; -1 does it for answers of
+		// known length too, so that nothing the upstream sent waits in a
+		// buffer.
+		FlushInterval:  -1,
 		ErrorHandler:   g.proxyError,
 		ModifyResponse: g.answered,
 		ErrorLog:       slog.NewLogLogger(cfg.logger.With("event", "reverse_proxy").Handler(), slog.LevelDebug),
