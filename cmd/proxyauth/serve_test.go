@@ -109,10 +109,26 @@ func TestServeForwards(t *testing.T) {
 		t.Errorf("upstream got Expect %q; want none for a body read for replay", e)
 	}
 
+	// Hop-by-hop headers, those the client's Connection names, and the
+	// forwarding headers that could name local addresses stay here.
+	from := len(rec.requests())
+	s.raw(t, "GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1:"+s.port+"\r\nConnection: keep-alive, X-Hop\r\nX-Hop: hop\r\n"+
+		"Keep-Alive: timeout=5\r\nForwarded: for=192.0.2.1\r\nX-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Host: local\r\n"+
+		"X-Forwarded-Proto: http\r\nX-Kept: kept\r\n\r\n")
+	hdr := rec.requests()[from].header
+	for _, h := range []string{"X-Hop", "Keep-Alive", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+		if v := hdr.Values(h); len(v) != 0 {
+			t.Errorf("upstream got %s %q; want none", h, v)
+		}
+	}
+	if hdr.Get("X-Kept") != "kept" {
+		t.Errorf("upstream headers %v; want X-Kept", hdr)
+	}
+
 	// A path with escapes and an upstream without a path.
 	s2 := startServe(t, &command{}, sandboxEnv(idp), "--upstream", rec.URL)
 	s2.do(t, http.MethodGet, "/v1/files/a%2Fb/content", nil, "")
-	if r := rec.requests()[1]; r.path != "/v1/files/a/b/content" || r.rawPath != "/v1/files/a%2Fb/content" || r.rawQuery != "" {
+	if r := rec.requests()[from+1]; r.path != "/v1/files/a/b/content" || r.rawPath != "/v1/files/a%2Fb/content" || r.rawQuery != "" {
 		t.Errorf("upstream got path %q (raw %q), query %q; want /v1/files/a/b/content (raw /v1/files/a%%2Fb/content)", r.path, r.rawPath, r.rawQuery)
 	}
 }
