@@ -2,7 +2,11 @@ package main
 
 import (
 	"bufio"
+	"context"
+	"errors"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -137,4 +141,56 @@ func TestServeClientGoneCancelsUpstream(t *testing.T) {
 		_, body := s.do(t, http.MethodGet, "/metrics", nil, "")
 		return strings.Contains(body, "proxyauth_in_flight_requests 0\n")
 	})
+}
+
+// TestServeClientGoneBeforeTheAnswer checks that a client that hangs up
+// before the upstream has answered cancels the upstream request, and is
+// counted and logged as gone, not as an upstream that failed.
+func TestServeClientGoneBeforeTheAnswer(t *testing.T) {
+	idp := newIdP(t)
+	reached, canceled := make(chan struct{}), make(chan struct{})
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// As a model server does before it answers; net/http notices a
+		// closed connection only once the body is read.
+		_, _ = io.Copy(io.Discard, r.Body)
+		close(reached)
+		select {
+		case <-r.Context().Done():
+			close(canceled)
+		case <-t.Context().Done():
+		}
+	}))
+	t.Cleanup(upstream.Close)
+	s := startServe(t, &command{}, sandboxEnv(idp), "--upstream", upstream.URL, "--log-format", "json", "--log-level", "debug")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	failed := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.url+"/chat/completions", strings.NewReader(chatBody(false, 0)))
+		resp, err := s.client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		failed <- err
+	}()
+	testutil.Recv(t, reached, "the request to reach the upstream")
+	cancel()
+	if err := testutil.Recv(t, failed, "the cancelled request to return"); !errors.Is(err, context.Canceled) {
+		t.Errorf("the client's request: %v; want its cancellation", err)
+	}
+	testutil.Recv(t, canceled, "the upstream request to be canceled after the client hung up")
+	testutil.Eventually(t, "the gateway to count the client as gone", func() bool {
+		m := scrape(t, s, nil)
+		return m[`proxyauth_requests_total{outcome="client_gone"}`] == 1
+	})
+	if m := scrape(t, s, nil); m[`proxyauth_requests_total{outcome="upstream_error"}`] != 0 {
+		t.Errorf("metrics %v; want no upstream error", m)
+	}
+	s.stop(t)
+	if n := len(events(t, s.stderr.String(), "client_gone")); n != 1 {
+		t.Errorf("%d client_gone records; want 1:\n%s", n, s.stderr)
+	}
+	if n := len(events(t, s.stderr.String(), "upstream_error")); n != 0 {
+		t.Errorf("%d upstream_error records; want none", n)
+	}
 }
