@@ -22,9 +22,6 @@ import (
 	"github.com/proxyauth/proxyauth/internal/testutil"
 )
 
-// short are timeouts small enough that the tests below see them act.
-var short = timeouts{readHeader: 100 * time.Millisecond, body: 100 * time.Millisecond, idle: 100 * time.Millisecond}
-
 // TestServeTimeouts checks that the gateway drops clients that are slow to
 // send their headers or a body it reads for replay, and idle connections,
 // but not a streamed answer that lasts many times longer than any timeout.
@@ -39,12 +36,18 @@ func TestServeTimeouts(t *testing.T) {
 			}
 		}
 	}})
-	to := short
-	s := startServe(t, &command{timeouts: &to}, sandboxEnv(idp), "--upstream", llm.URL)
+	// Each check makes short only the timeouts it is about: a loaded
+	// machine can pause the test for longer than a short timeout between
+	// two of its steps, and another short timeout would then end the
+	// connection first.
+	const short, long = 100 * time.Millisecond, testutil.HangTimeout
+	serve := func(to timeouts, args ...string) *server {
+		return startServe(t, &command{timeouts: &to}, sandboxEnv(idp), args...)
+	}
 
 	// closed reports what ended a connection on which the client sent
 	// what, then nothing: a bounded read that must end before HangTimeout.
-	closed := func(what string) string {
+	closed := func(s *server, what string) string {
 		conn, err := net.Dial("tcp", s.addr)
 		if err != nil {
 			t.Fatal(err)
@@ -58,12 +61,15 @@ func TestServeTimeouts(t *testing.T) {
 		}
 		return string(b)
 	}
-	closed("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:" + s.port + "\r\n") // half the headers
-	answer := closed("POST /chat/completions HTTP/1.1\r\nHost: 127.0.0.1:" + s.port + "\r\nContent-Length: 100\r\n\r\n{\"model\":")
+	s := serve(timeouts{readHeader: short, body: long, idle: long}, "--upstream", llm.URL)
+	closed(s, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:"+s.port+"\r\n") // half the headers
+	s = serve(timeouts{readHeader: long, body: short, idle: long}, "--upstream", llm.URL)
+	answer := closed(s, "POST /chat/completions HTTP/1.1\r\nHost: 127.0.0.1:"+s.port+"\r\nContent-Length: 100\r\n\r\n{\"model\":")
 	if !strings.HasPrefix(answer, "HTTP/1.1 408") {
 		t.Errorf("a body that stopped coming: answer %q; want 408", answer)
 	}
-	answer = closed("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:" + s.port + "\r\n\r\n") // then idle
+	s = serve(timeouts{readHeader: long, body: long, idle: short}, "--upstream", llm.URL)
+	answer = closed(s, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:"+s.port+"\r\n\r\n") // then idle
 	if !strings.HasPrefix(answer, "HTTP/1.1 200") || !strings.HasSuffix(answer, "ok\n") {
 		t.Errorf("an idle connection: answer %q; want 200 ok, then the close", answer)
 	}
@@ -71,7 +77,9 @@ func TestServeTimeouts(t *testing.T) {
 		t.Errorf("the upstream got %d requests; want none", llm.Requests())
 	}
 
-	// A stream that pauses for ten times the longest timeout.
+	// A stream that pauses for ten times the timeouts that could apply to
+	// it: the body's (read for replay) and the idle connection's.
+	s = serve(timeouts{readHeader: long, body: short, idle: short}, "--upstream", llm.URL)
 	req, _ := http.NewRequest(http.MethodPost, s.url+"/chat/completions", strings.NewReader(chatBody(true, 0)))
 	resp, err := s.client.Do(req)
 	if err != nil {
@@ -96,7 +104,7 @@ func TestServeTimeouts(t *testing.T) {
 		res <- out{len(c), done, err}
 	}()
 	testutil.Recv(t, first, "the first chunk")
-	time.Sleep(10 * max(to.readHeader, to.body, to.idle)) // a lower bound: a loaded machine only waits longer
+	time.Sleep(10 * short) // a lower bound: a loaded machine only waits longer
 	close(release)
 	if o := testutil.Recv(t, res, "the stream to end"); o.n != 3 || !o.done || o.err != nil {
 		t.Errorf("a stream that paused: %d chunks, done %v, %v; want 3 and [DONE]", o.n, o.done, o.err)
@@ -105,7 +113,7 @@ func TestServeTimeouts(t *testing.T) {
 	// A body longer than the replay limit that pauses for ten times the
 	// body timeout after the part read for replay: the rest streams on.
 	rec := newRecorder(t)
-	s2 := startServe(t, &command{timeouts: &to}, sandboxEnv(idp), "--upstream", rec.URL, "--max-replay-body", "16")
+	s2 := serve(timeouts{readHeader: long, body: short, idle: long}, "--upstream", rec.URL, "--max-replay-body", "16")
 	conn, err := net.Dial("tcp", s2.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -113,12 +121,12 @@ func TestServeTimeouts(t *testing.T) {
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(testutil.HangTimeout))
 	// The headers and the first chunk, longer than the limit, go in one
-	// write: the server has them together, so the timeouts for headers and
-	// for the part to replay cannot fire however slow this machine is.
+	// write: the server has them together, so the body timeout cannot fire
+	// before the part to replay is in, however slow this machine is.
 	// Of unknown length: the gateway reads up to the limit to find out
 	// whether it can replay the body.
 	io.WriteString(conn, "POST /upload HTTP/1.1\r\nHost: 127.0.0.1:"+s2.port+"\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n"+strings.Repeat("a", 32)+"\r\n")
-	time.Sleep(10 * to.body) // a lower bound, as above
+	time.Sleep(10 * short) // a lower bound, as above
 	io.WriteString(conn, "20\r\n"+strings.Repeat("b", 32)+"\r\n0\r\n\r\n")
 	if resp, err := http.ReadResponse(bufio.NewReader(conn), nil); err != nil || resp.StatusCode != http.StatusOK {
 		t.Errorf("a long body that paused: %v, %v; want 200", resp, err)
@@ -210,9 +218,11 @@ func TestServeSIGTERMDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
+	waited := make(chan struct{}) // closed once Wait has returned
 	var log testutil.Buffer
 	records := make(chan map[string]any, 100)
 	go func() {
+		defer close(waited)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			log.Write([]byte(sc.Text() + "\n"))
@@ -225,19 +235,27 @@ func TestServeSIGTERMDrains(t *testing.T) {
 		exited <- cmd.Wait()
 	}()
 	defer func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
+		select {
+		case <-waited:
+		default:
+			cmd.Process.Kill() // a process that hangs; the test has failed
 		}
 	}()
 	waitEvent := func(name string) map[string]any {
 		t.Helper()
+		timer := time.NewTimer(testutil.HangTimeout)
+		defer timer.Stop()
 		for {
-			m, ok := <-records // bounded: the channel closes when the process ends
-			if !ok {
-				t.Fatalf("the process ended before logging %q:\n%s", name, log.String())
-			}
-			if m["event"] == name {
-				return m
+			select {
+			case m, ok := <-records:
+				if !ok {
+					t.Fatalf("the process ended before logging %q:\n%s", name, log.String())
+				}
+				if m["event"] == name {
+					return m
+				}
+			case <-timer.C:
+				t.Fatalf("the process did not log %q within %v:\n%s", name, testutil.HangTimeout, log.String())
 			}
 		}
 	}
