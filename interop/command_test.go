@@ -371,6 +371,7 @@ func (n *nodeClient) do(t *testing.T, cmd map[string]any, chunk func(i int, cont
 			if chunk != nil {
 				chunk(r.I, r.Content)
 			}
+		case "progress": // a stream of many is done; wait for the next line
 		case "done":
 			return r
 		default:

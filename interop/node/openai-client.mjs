@@ -15,7 +15,8 @@
 //                                       each chunk arrives, then done with the joined content
 //   {"op": "streams", "count": 600, "chunks": 4}
 //                                       streamed completions in a row, each checked to have
-//                                       all its chunks: done with ok, bad and the first failure
+//                                       all its chunks: {"kind":"progress","n":1} after each
+//                                       but the last, then done with ok, bad and the first failure
 // A failed request gives {"kind":"done","ok":false,"status":401,"error":"..."}.
 // The script exits when stdin closes.
 import { createInterface } from 'node:readline';
@@ -58,6 +59,9 @@ async function streams(count, chunks) {
   let bad = 0;
   let first = '';
   for (let n = 0; n < count; n++) {
+    // One line per stream, so that the test's wait for a line bounds one
+    // stream, not all of them.
+    if (n > 0) print({ kind: 'progress', n });
     try {
       const s = await client.chat.completions.create({ model, messages, stream: true });
       let content = '';
